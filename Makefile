@@ -1,0 +1,46 @@
+# Every target creates .venv and installs the project (editable, with the dev extra) when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+ROUNDS ?=
+TRIALS ?=
+WORKERS ?=
+SEED ?=
+OUT ?=
+STUDY ?= studies/six_five.py
+PORT ?= 5000
+OVERRIDES := $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(TRIALS),--trials $(TRIALS)) \
+	$(if $(WORKERS),--workers $(WORKERS)) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT))
+
+.PHONY: study ui test lint format bench reproduce clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+study: $(STAMP)
+	$(BIN)/hpo run $(STUDY) $(OVERRIDES)
+
+ui: $(STAMP)
+	$(BIN)/hpo ui --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m bench
+
+clean:
+	rm -rf runs mlflow.db mlartifacts bench/results.md

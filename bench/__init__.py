@@ -1,0 +1,1 @@
+"""Benchmarks for `make bench`: each section module has ``run() -> str`` returning Markdown."""

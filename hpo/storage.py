@@ -1,0 +1,210 @@
+"""Optuna storages and the layout of a study inside one: the single source of truth for trials.
+
+A study named ``NAME`` is stored as one *parent* Optuna study ``NAME`` (no trials; its user attrs
+hold the configuration, the ranges of every round and the result) plus one Optuna study per round,
+``NAME/round-K``, holding that round's trials. Everything else (the MLflow mirror, reports,
+resume) is read back from here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+__all__ = [
+    "ATTR",
+    "StorageError",
+    "describe",
+    "open_storage",
+    "parent_attrs",
+    "round_name",
+    "round_names",
+    "set_parent_attr",
+    "trials_frame",
+]
+
+# User-attribute keys. Parent study: config, rounds, best, test_score, status.
+# Trial: status, reason, traceback, seed, worker, duration, curves.
+ATTR = {
+    "config": "hpo.config",
+    "rounds": "hpo.rounds",
+    "best": "hpo.best",
+    "test_score": "hpo.test_score",
+    "status": "hpo.status",
+    "round": "hpo.round",
+    "parent": "hpo.parent",
+    "trial_status": "hpo.status",
+    "reason": "hpo.reason",
+    "traceback": "hpo.traceback",
+    "seed": "hpo.seed",
+    "worker": "hpo.worker",
+    "duration": "hpo.duration",
+    "curves": "hpo.curves",
+}
+
+# Trial statuses that count towards a round's budget, and those that do not.
+FINISHED_STATUSES = ("finished", "pruned", "diverged")
+
+
+class StorageError(ValueError):
+    """A storage URL or path that cannot be used; the message says why and what is accepted."""
+
+
+def _is_url(spec: str) -> bool:
+    return "://" in spec
+
+
+def describe(spec: str) -> str:
+    """Human-readable form of a storage spec, without any password."""
+    if _is_url(spec) and "@" in spec:
+        scheme, rest = spec.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return spec
+
+
+def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.BaseStorage:
+    """Open a storage from a URL or a file path.
+
+    - ``path/to/file.journal`` (or any path without ``://``): Optuna's journal file storage, safe
+      for several processes on one machine; the embedded default.
+    - ``sqlite:///file.db``, ``postgresql+psycopg://user@host/db``, ...: Optuna's RDB storage,
+      with heartbeats so that a dead worker's trial is detected.
+    """
+    spec = str(spec)
+    if not _is_url(spec):
+        path = Path(spec)
+        if not create and not path.exists():
+            raise StorageError(f"storage: no journal file at {spec!r}")
+        parent = path.parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"storage: cannot create folder {str(parent)!r} ({exc.strerror})")
+        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise StorageError(f"storage: {spec!r} is not writable")
+        backend = optuna.storages.journal.JournalFileBackend(
+            str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path))
+        )
+        return optuna.storages.JournalStorage(backend)
+    scheme = spec.split("://", 1)[0]
+    if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")
+            or scheme.startswith("mysql")):
+        raise StorageError(
+            f"storage: unsupported scheme {scheme!r}; use a file path (journal), "
+            "sqlite:///FILE, postgresql+psycopg://USER@HOST/DB or mysql://..."
+        )
+    try:
+        return optuna.storages.RDBStorage(
+            spec,
+            heartbeat_interval=10,
+            grace_period=30,
+            engine_kwargs={"pool_pre_ping": True} if not scheme.startswith("sqlite") else None,
+        )
+    except ModuleNotFoundError as exc:
+        raise StorageError(
+            f"storage: the driver for {scheme!r} is not installed ({exc.name}); "
+            "for PostgreSQL run: pip install 'hpo[postgres]'"
+        ) from exc
+    except Exception as exc:  # SQLAlchemy raises many types for an unreachable server
+        raise StorageError(f"storage: cannot open {describe(spec)} ({_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def round_name(study: str, k: int) -> str:
+    """Name of round ``k`` (1-based) of ``study``."""
+    return f"{study}/round-{k}"
+
+
+def _study_id(storage: optuna.storages.BaseStorage, name: str) -> int | None:
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+
+
+def parent_attrs(storage: optuna.storages.BaseStorage, study: str) -> dict[str, Any] | None:
+    """The parent study's user attrs, or None when no study of that name is stored."""
+    sid = _study_id(storage, study)
+    if sid is None:
+        return None
+    return storage.get_study_user_attrs(sid)
+
+
+def set_parent_attr(storage: optuna.storages.BaseStorage, study: str, key: str, value: Any):
+    sid = storage.get_study_id_from_name(study)
+    storage.set_study_user_attr(sid, ATTR.get(key, key), value)
+
+
+def round_names(storage: optuna.storages.BaseStorage, study: str) -> list[str]:
+    """Names of the rounds of ``study`` that exist in the storage, in order."""
+    attrs = parent_attrs(storage, study) or {}
+    return [r["study_name"] for r in attrs.get(ATTR["rounds"], [])]
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFrame:
+    """All trials of all rounds of ``study``, one row each.
+
+    Columns: round, number, state (Optuna's), status (hpo's: finished, pruned, diverged, failed,
+    interrupted, running, waiting), value (NaN unless the trial finished with a finite score),
+    duration, seed, worker, reason, then ``params_<name>`` for every parameter.
+    """
+    rows = []
+    for k, name in enumerate(round_names(storage, study), start=1):
+        sid = _study_id(storage, name)
+        if sid is None:
+            continue
+        for t in storage.get_all_trials(sid, deepcopy=False):
+            ua = t.user_attrs
+            status = ua.get(ATTR["trial_status"]) or _default_status(t.state)
+            value = _finite(t.values[0]) if t.values else None
+            row = {
+                "round": k,
+                "number": t.number,
+                "state": t.state.name,
+                "status": status,
+                "value": value if value is not None else math.nan,
+                "duration": ua.get(ATTR["duration"], math.nan),
+                "seed": ua.get(ATTR["seed"]),
+                "worker": ua.get(ATTR["worker"]),
+                "reason": ua.get(ATTR["reason"]),
+            }
+            for p, v in t.params.items():
+                row[f"params_{p}"] = v
+            rows.append(row)
+    columns = ["round", "number", "state", "status", "value", "duration", "seed", "worker",
+               "reason"]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    return frame
+
+
+def _default_status(state: optuna.trial.TrialState) -> str:
+    return {
+        "COMPLETE": "finished",
+        "PRUNED": "pruned",
+        "FAIL": "failed",
+        "RUNNING": "running",
+        "WAITING": "waiting",
+    }[state.name]
+
+
+def to_json(value: Any) -> Any:
+    """Round-trip a value through JSON (Optuna user attrs must be JSON-serialisable)."""
+    return json.loads(json.dumps(value))
