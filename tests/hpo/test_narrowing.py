@@ -1,0 +1,293 @@
+"""Narrowing against known optima: rounds of random search on synthetic objectives must close in
+on the optimum, follow it past the starting range, and stop at the hard limits."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hpo.narrowing import Change, NarrowingPolicy, converged, narrow, relative_change
+from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
+
+
+def frame(x, value, state="COMPLETE", name="lr"):
+    return pd.DataFrame({"value": value, "state": state, f"params_{name}": x})
+
+
+def rounds(space, objective, n_rounds, *, direction="maximize", n=30, seed=0):
+    """Random search on ``lr`` for a few rounds, narrowing after each one."""
+    rng = np.random.default_rng(seed)
+    history = []
+    for _ in range(n_rounds):
+        p = space["lr"]
+        x = 10 ** rng.uniform(math.log10(p.low), math.log10(p.high), n)
+        space, changes = narrow(space, frame(x, objective(x)), direction=direction)
+        history.append(changes["lr"])
+    return space, history
+
+
+def log_width(p):
+    return math.log10(p.high) - math.log10(p.low)
+
+
+def peak_at(exponent):
+    return lambda x: -((np.log10(x) - exponent) ** 2)
+
+
+def test_closes_in_on_an_optimum_inside_the_range():
+    start = SearchSpace(lr=LogUniform(1e-6, 1e-2))
+    space, history = rounds(start, peak_at(-3), 5)
+    assert space["lr"].contains(1e-3)
+    assert log_width(space["lr"]) < 0.05 * log_width(start["lr"])
+    assert all(c.reason == "shrunk" for c in history)
+    assert all(c.new.contains(1e-3) for c in history)
+
+
+def test_follows_an_optimum_outside_the_starting_range():
+    space, history = rounds(SearchSpace(lr=LogUniform(1e-6, 1e-2)), peak_at(-1), 4)
+    assert space["lr"].contains(1e-1)
+    assert history[0].reason in ("shifted", "extended")
+    assert "crowd the upper edge" in history[0].detail and "10^-2" in history[0].detail
+    space, _ = rounds(space, peak_at(-1), 3, seed=1)
+    assert space["lr"].contains(1e-1) and log_width(space["lr"]) < 1
+
+
+def test_hard_limits_stop_the_shift_exactly():
+    start = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-6, 1e-2)))
+    space = start
+    for seed in range(4):
+        space, (change,) = rounds(space, peak_at(-1), 1, seed=seed)
+        assert change.new.high == 1e-2 and change.new.limits == (1e-6, 1e-2)
+        assert "stopped at the hard limit 0.01" in change.detail
+    assert log_width(space["lr"]) < 0.5
+
+
+def test_limits_let_the_range_move_partway():
+    start = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-7, 0.05)))
+    space, _ = rounds(start, peak_at(0), 6)
+    assert space["lr"].high == 0.05 and space["lr"].low >= 1e-7
+
+
+def test_minimize_direction():
+    loss = lambda x: (np.log10(x) + 3) ** 2  # noqa: E731
+    space, _ = rounds(SearchSpace(lr=LogUniform(1e-6, 1e-2)), loss, 4, direction="minimize")
+    assert space["lr"].contains(1e-3) and log_width(space["lr"]) < 0.5
+
+
+def test_unscored_and_unfinished_trials_never_count():
+    good_x = np.linspace(4, 6, 10)
+    junk = pd.DataFrame(
+        {
+            "value": [math.nan, math.inf, 100.0, 1e9, 50.0, math.nan],
+            "state": ["COMPLETE", "COMPLETE", "PRUNED", "FAIL", "RUNNING", "PRUNED"],
+            "params_x": [0.1, 9.9, 0.5, 9.5, 9.0, 0.2],
+        }
+    )
+    good = frame(good_x, -abs(good_x - 5), name="x")
+    trials = pd.concat([junk, good], ignore_index=True)
+    new, changes = narrow(SearchSpace(x=Uniform(0, 10)), trials)
+    assert 3 < new["x"].low < 5 < new["x"].high < 7, changes["x"].detail
+    assert changes["x"].detail.startswith("best 3 trials span")
+    # minimize: -inf is not a score either
+    trials.loc[1, "value"] = -math.inf
+    new, _ = narrow(
+        SearchSpace(x=Uniform(0, 10)), trials.assign(value=-trials["value"]), direction="minimize"
+    )
+    assert 3 < new["x"].low < 5 < new["x"].high < 7
+
+
+def test_too_few_trials_keep_every_range():
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2), act=Categorical(("relu", "tanh")))
+    trials = frame([1e-3, 1e-4, 1e-5], [0.9, 0.5, 0.1]).assign(params_act="relu")
+    trials.loc[2, "state"] = "PRUNED"
+    new, changes = narrow(space, trials)
+    assert new == space and converged(changes)
+    assert changes["lr"].detail == "kept: only 2 finished trials (need 4)"
+
+
+def test_missing_column_is_kept_with_a_reason():
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2), wd=LogUniform(1e-8, 1e-4))
+    new, changes = narrow(space, frame(np.logspace(-5, -3, 8), np.arange(8.0)))
+    assert new["wd"] == space["wd"] and changes["wd"].reason == "kept"
+    assert "no column params_wd" in changes["wd"].detail and changes["lr"].reason != "kept"
+
+
+def test_categorical_keeps_the_choices_of_the_best_in_order():
+    space = SearchSpace(act=Categorical(("sigmoid", "relu", "tanh", None)))
+    acts = ["tanh", "relu", "tanh", "sigmoid", "sigmoid", "sigmoid", "sigmoid", None, None, None]
+    trials = pd.DataFrame(
+        {"value": np.arange(10.0, 0, -1), "state": "COMPLETE", "params_act": acts}
+    )
+    new, changes = narrow(space, trials)
+    assert new["act"].choices == ("relu", "tanh") and changes["act"].reason == "shrunk"
+    new, changes = narrow(space, trials, direction="minimize")
+    assert new["act"].choices == (None,) and changes["act"].reason == "shrunk"
+
+
+def test_ties_are_broken_by_row_order():
+    policy = NarrowingPolicy(top_fraction=0.01, min_top=1)
+    x = [2.0, 8.0, 5.0, 5.5, 4.5]
+    new, _ = narrow(
+        SearchSpace(x=Uniform(0, 10)), frame(x, [1, 1, 0, 0, 0], name="x"), policy=policy
+    )
+    assert new["x"].contains(2.0) and not new["x"].contains(8.0)
+
+
+def test_int_range_rounds_outward_and_stays_int():
+    space = SearchSpace(n=IntRange(1, 100, limits=(1, 120)))
+    x = np.arange(1, 101)
+    new, changes = narrow(space, frame(x, -abs(x - 60.3), name="n"))
+    assert type(new["n"].low) is int and new["n"].low < 60 < new["n"].high < 100
+    assert changes["n"].reason == "shrunk"
+    new, changes = narrow(space, frame(x, x.astype(float), name="n"))
+    assert (new["n"].low, new["n"].high) == (10, 110) and changes["n"].reason == "shifted"
+    x = np.arange(10, 111)
+    new, changes = narrow(new, frame(x, x.astype(float), name="n"))
+    assert (
+        new["n"].high == 120 and "upper side stopped at the hard limit 120" in changes["n"].detail
+    )
+
+
+def test_both_edges_crowded_extends_both():
+    x = np.array([0.1, 9.9, 0.2, 9.8, 5.0, 4.0, 6.0, 3.0, 7.0, 5.5])
+    value = np.array([10, 10, 9, 9, 0, 0, 0, 0, 0, 0], dtype=float)
+    policy = NarrowingPolicy(min_top=4)  # two best trials on each edge
+    new, changes = narrow(SearchSpace(x=Uniform(0, 10)), frame(x, value, name="x"), policy=policy)
+    assert new["x"].low < 0 and new["x"].high > 10 and changes["x"].reason == "extended"
+    assert "crowd both edges, extended past them" in changes["x"].detail
+
+
+def test_real_optuna_trials_dataframe():
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2), act=Categorical(("relu", "tanh")))
+    dists = space.to_optuna()
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(0))
+    for _ in range(40):
+        trial = study.ask(dists)
+        lr, act = trial.params["lr"], trial.params["act"]
+        score = -((math.log10(lr) + 3) ** 2) - (act == "tanh")
+        study.tell(
+            trial,
+            score if lr > 1e-5 else None,
+            state=None if lr > 1e-5 else optuna.trial.TrialState.PRUNED,
+        )
+    new, changes = narrow(space, study.trials_dataframe())
+    assert new["lr"].contains(1e-3) and changes["lr"].reason == "shrunk"
+    assert new["act"].choices == ("relu",)
+
+
+def test_change_to_dict_round_trip_and_helpers():
+    _, (change,) = rounds(SearchSpace(lr=LogUniform(1e-6, 1e-2)), peak_at(-1), 1)
+    assert Change.from_dict(json.loads(json.dumps(change.to_dict()))) == change
+    assert relative_change(change.old, change.old) == 0
+    assert relative_change(LogUniform(1e-6, 1e-2), LogUniform(1e-5, 1e-2)) == pytest.approx(0.25)
+    assert relative_change(Categorical(("a", "b")), Categorical(("a",))) == 0.5
+    assert not converged([change]) and converged({})
+    with pytest.raises(ValueError, match="Change.reason must be one of"):
+        Change("lr", change.old, change.new, "moved", "")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("top_fraction", 0),
+        ("top_fraction", 1.5),
+        ("min_top", 0),
+        ("min_top", 2.5),
+        ("margin", -0.1),
+        ("margin", math.inf),
+        ("min_width", 0),
+        ("edge", 0.5),
+        ("edge", -1),
+        ("min_trials", 0),
+        ("min_trials", True),
+        ("margin", "0.2"),
+    ],
+)
+def test_policy_validation(field, value):
+    with pytest.raises(ValueError, match=rf"^NarrowingPolicy\.{field} must be .*, but got"):
+        NarrowingPolicy(**{field: value})
+
+
+def test_bad_arguments():
+    space = SearchSpace(x=Uniform(0, 1))
+    with pytest.raises(ValueError, match="direction must be 'maximize' or 'minimize'"):
+        narrow(space, frame([0.5], [1.0], name="x"), direction="max")
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['state'\]"):
+        narrow(space, pd.DataFrame({"value": [1.0], "params_x": [0.5]}))
+
+
+@st.composite
+def numeric_param(draw):
+    kind = draw(st.sampled_from(["log", "uniform", "int", "intlog"]))
+    limited = draw(st.booleans())
+    if kind in ("int", "intlog"):
+        low = draw(st.integers(1, 50) if kind == "intlog" else st.integers(-1000, 1000))
+        high = low + draw(st.integers(1, 2000))
+        lo = max(1, low - draw(st.integers(0, 20))) if kind == "intlog" else low - 20
+        return IntRange(low, high, log=kind == "intlog", limits=(lo, high + 5) if limited else None)
+    a = draw(st.floats(-12, 6))
+    b = a + draw(st.floats(1e-3, 10))
+    if kind == "log":
+        low, high = 10**a, 10**b
+        return LogUniform(low, high, limits=(low / 10, high) if limited else None)
+    low, high = a * 100, b * 100
+    return Uniform(low, high, limits=(low, high + 1) if limited else None)
+
+
+score = st.one_of(st.floats(-1e6, 1e6), st.just(math.nan), st.just(math.inf), st.just(-math.inf))
+state = st.sampled_from(["COMPLETE"] * 4 + ["PRUNED", "FAIL", "RUNNING"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(numeric_param(), st.data(), st.sampled_from(["maximize", "minimize"]))
+def test_narrowed_range_is_valid_property(param, data, direction):
+    if isinstance(param, IntRange):
+        xs = st.integers(param.low, param.high)
+    else:
+        xs = st.floats(param.low, param.high)
+    rows = data.draw(st.lists(st.tuples(xs, score, state), min_size=0, max_size=25))
+    trials = pd.DataFrame(rows, columns=["params_p", "value", "state"])
+    new_space, changes = narrow(SearchSpace(p=param), trials, direction=direction)
+    new = new_space["p"]
+    assert type(new) is type(new_space["p"]) and new.log == param.log
+    assert new.limits == param.limits and new.low < new.high
+    lo, hi = param.hard_limits
+    assert lo <= new.low and new.high <= hi
+    if param.log:
+        assert new.low > 0
+    ok = [(v, x) for x, v, s in rows if s == "COMPLETE" and math.isfinite(v)]
+    if len(ok) >= 4:
+        best = (
+            max(ok, key=lambda r: r[0]) if direction == "maximize" else min(ok, key=lambda r: r[0])
+        )
+        assert new.contains(best[1]), (param, best, changes["p"].detail)
+    else:
+        assert new == param and changes["p"].reason == "kept"
+
+
+@pytest.mark.parametrize(
+    "param",
+    [
+        LogUniform(1.0, math.nextafter(1.0, 2)),
+        LogUniform(5e-324, 1e-323),
+        LogUniform(1e-300, 1e300),
+        Uniform(1e15, 1e15 + 0.25),
+        Uniform(-1e300, 1e300),
+        IntRange(1, 2, log=True, limits=(1, 2)),
+    ],
+)
+@pytest.mark.parametrize("where", ["low", "high", "both"])
+def test_float_extremes_stay_valid(param, where):
+    xs = {"low": [param.low] * 5, "high": [param.high] * 5, "both": [param.low, param.high] * 3}
+    trials = frame(xs[where], np.arange(len(xs[where]), dtype=float), name="p")
+    for direction, best in (("maximize", xs[where][-1]), ("minimize", xs[where][0])):
+        new, _ = narrow(SearchSpace(p=param), trials, direction=direction)
+        lo, hi = param.hard_limits
+        assert new["p"].contains(best) and lo <= new["p"].low < new["p"].high <= hi
