@@ -1,4 +1,4 @@
-"""`make bench`: run every benchmark section, print the tables and write them to bench/results.md."""
+"""`make bench`: run every benchmark section, print the tables, write them to bench/results.md."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ def _blas() -> str:
     from threadpoolctl import threadpool_info
 
     info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    return ", ".join(f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})"
-                     for i in info) or "unknown"
+    return (
+        ", ".join(f"{i['internal_api']} {i.get('version')} ({i.get('architecture')})" for i in info)
+        or "unknown"
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -8,6 +8,7 @@ resume) is read back from here.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -16,9 +17,11 @@ from typing import Any
 
 import optuna
 import pandas as pd
+from optuna.storages.journal._file import BaseJournalFileLock
 
 __all__ = [
     "ATTR",
+    "check_spec",
     "StorageError",
     "describe",
     "open_storage",
@@ -68,6 +71,36 @@ def describe(spec: str) -> str:
     return spec
 
 
+def check_spec(spec: str | Path) -> None:
+    """Check a storage spec without creating or writing anything; raise StorageError if unusable."""
+    spec = str(spec)
+    if _is_url(spec):
+        scheme = spec.split("://", 1)[0]
+        if not scheme.startswith(("sqlite", "postgresql", "mysql")):
+            raise StorageError(
+                f"storage: unsupported scheme {scheme!r}; use a file path (journal), "
+                "sqlite:///FILE, postgresql+psycopg://USER@HOST/DB or mysql://..."
+            )
+        return
+    path = Path(spec)
+    if path.exists():
+        if path.is_dir():
+            raise StorageError(
+                f"storage: {spec!r} is a folder; give a file path such as "
+                f"{str(path / 'optuna.journal')!r}"
+            )
+        if not os.access(path, os.W_OK):
+            raise StorageError(f"storage: {spec!r} is not writable")
+        return
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise StorageError(
+            f"storage: cannot create {spec!r} ({str(ancestor)!r} is not a writable folder)"
+        )
+
+
 def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.BaseStorage:
     """Open a storage from a URL or a file path.
 
@@ -77,6 +110,7 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
       with heartbeats so that a dead worker's trial is detected.
     """
     spec = str(spec)
+    check_spec(spec)
     if not _is_url(spec):
         path = Path(spec)
         if not create and not path.exists():
@@ -85,20 +119,14 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StorageError(f"storage: cannot create folder {str(parent)!r} ({exc.strerror})")
+            raise StorageError(
+                f"storage: cannot create folder {str(parent)!r} ({exc.strerror})"
+            ) from None
         if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise StorageError(f"storage: {spec!r} is not writable")
-        backend = optuna.storages.journal.JournalFileBackend(
-            str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path))
-        )
+        backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=FlockLock(path))
         return optuna.storages.JournalStorage(backend)
     scheme = spec.split("://", 1)[0]
-    if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")
-            or scheme.startswith("mysql")):
-        raise StorageError(
-            f"storage: unsupported scheme {scheme!r}; use a file path (journal), "
-            "sqlite:///FILE, postgresql+psycopg://USER@HOST/DB or mysql://..."
-        )
     try:
         return optuna.storages.RDBStorage(
             spec,
@@ -113,6 +141,27 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
         ) from exc
     except Exception as exc:  # SQLAlchemy raises many types for an unreachable server
         raise StorageError(f"storage: cannot open {describe(spec)} ({_first_line(exc)})") from exc
+
+
+class FlockLock(BaseJournalFileLock):
+    """Journal lock held with ``flock``: the kernel releases it when its holder dies, so a worker
+    killed mid-write never leaves a stale lock file behind (Optuna's file locks wait 30 s)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = f"{path}.flock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -187,8 +236,17 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
             for p, v in t.params.items():
                 row[f"params_{p}"] = v
             rows.append(row)
-    columns = ["round", "number", "state", "status", "value", "duration", "seed", "worker",
-               "reason"]
+    columns = [
+        "round",
+        "number",
+        "state",
+        "status",
+        "value",
+        "duration",
+        "seed",
+        "worker",
+        "reason",
+    ]
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=columns)

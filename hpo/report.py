@@ -1,0 +1,175 @@
+"""Tables (pandas) and figures (matplotlib, files) of a study, read back from its storage."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hpo.space import SearchSpace
+from hpo.storage import ATTR, parent_attrs, round_names, trials_frame
+
+__all__ = ["curves_of", "ranges_frame", "write_report"]
+
+
+def ranges_frame(storage, name: str) -> pd.DataFrame:
+    """One row per (round, parameter): the range searched and why it was chosen."""
+    rows = []
+    for r in (parent_attrs(storage, name) or {}).get(ATTR["rounds"], []):
+        space = SearchSpace.from_dict(r["space"])
+        for pname, param in space.items():
+            change = r.get("changes", {}).get(pname, {})
+            row = {
+                "round": r["round"],
+                "param": pname,
+                "range": str(param),
+                "low": getattr(param, "low", None),
+                "high": getattr(param, "high", None),
+                "reason": change.get("reason", "start"),
+                "detail": change.get("detail", ""),
+            }
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def curves_of(storage, name: str) -> dict[tuple[int, int], dict[str, list]]:
+    """Per-epoch curves of every trial, keyed by (round, number)."""
+    out = {}
+    for k, rname in enumerate(round_names(storage, name), start=1):
+        sid = storage.get_study_id_from_name(rname)
+        for t in storage.get_all_trials(sid, deepcopy=False):
+            curves = t.user_attrs.get(ATTR["curves"])
+            if curves:
+                out[(k, t.number)] = curves
+    return out
+
+
+def write_report(storage, name: str, out: str | Path) -> dict[str, Path]:
+    """Write trials.csv, ranges.csv, best.json and the figures to ``out/name``; return the paths."""
+    folder = Path(out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    attrs = parent_attrs(storage, name) or {}
+    config = attrs.get(ATTR["config"], {})
+    trials = trials_frame(storage, name)
+    ranges = ranges_frame(storage, name)
+    files = {
+        "trials": folder / "trials.csv",
+        "ranges": folder / "ranges.csv",
+        "best": folder / "best.json",
+    }
+    trials.to_csv(files["trials"], index=False)
+    ranges.to_csv(files["ranges"], index=False)
+    best = {
+        "study": name,
+        "best": attrs.get(ATTR["best"]),
+        "test_score": attrs.get(ATTR["test_score"]),
+        "status": attrs.get(ATTR["status"]),
+        "fixed": config.get("fixed", {}),
+    }
+    files["best"].write_text(json.dumps(best, indent=2) + "\n")
+    if trials.empty:
+        return files
+    import matplotlib
+
+    matplotlib.use("Agg")
+    direction = config.get("direction", "maximize")
+    curves = curves_of(storage, name)
+    if curves:
+        files["curves"] = _curves_figure(trials, curves, direction, folder / "curves.png")
+    files["scores"] = _scores_figure(trials, attrs.get(ATTR["rounds"], []), folder / "scores.png")
+    files["ranges_fig"] = _ranges_figure(attrs.get(ATTR["rounds"], []), folder / "ranges.png")
+    return files
+
+
+def _best_rows(trials: pd.DataFrame, direction: str, n: int) -> pd.DataFrame:
+    ok = trials[(trials["status"] == "finished") & trials["value"].notna()]
+    return ok.sort_values("value", ascending=direction != "maximize", kind="stable").head(n)
+
+
+def _curves_figure(trials, curves, direction: str, path: Path) -> Path:
+    """The textbook's grid: the best 20 trials, validation solid and training dashed."""
+    import matplotlib.pyplot as plt
+
+    best = _best_rows(trials, direction, 20)
+    fig, axes = plt.subplots(5, 4, figsize=(12, 13), sharex=True, sharey=True, squeeze=False)
+    params = [c for c in trials.columns if c.startswith("params_")]
+    for ax, (_, row) in zip(axes.flat, best.iterrows(), strict=False):
+        c = curves.get((int(row["round"]), int(row["number"])), {})
+        for key, style in (("val_acc", "-"), ("train_acc", "--")):
+            ys = c.get(key) or []
+            ax.plot(range(1, len(ys) + 1), [math.nan if y is None else y for y in ys], style)
+        label = ", ".join(f"{p[7:]}={_fmt(row[p])}" for p in params[:2])
+        ax.set_title(
+            f"r{int(row['round'])}#{int(row['number'])} {row['value']:.3f}\n{label}", fontsize=7
+        )
+    for ax in axes.flat[len(best) :]:
+        ax.axis("off")
+    fig.suptitle("Best trials: validation (solid) and training (dashed) accuracy per epoch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _scores_figure(trials, rounds: list[dict[str, Any]], path: Path) -> Path:
+    """Score against each numeric parameter, coloured by round, with each round's range drawn."""
+    import matplotlib.pyplot as plt
+
+    spaces = [SearchSpace.from_dict(r["space"]) for r in rounds]
+    names = [n for n, p in spaces[0].items() if hasattr(p, "low")] if spaces else []
+    fig, axes = plt.subplots(
+        1, max(len(names), 1), figsize=(5 * max(len(names), 1), 4), squeeze=False
+    )
+    ok = trials[trials["value"].notna()]
+    cmap = plt.get_cmap("viridis", max(len(rounds), 2))
+    for ax, pname in zip(axes[0], names, strict=False):
+        for k, space in enumerate(spaces, start=1):
+            sub = ok[ok["round"] == k]
+            ax.scatter(
+                sub[f"params_{pname}"], sub["value"], s=12, color=cmap(k - 1), label=f"round {k}"
+            )
+            p = space[pname]
+            ax.axvspan(p.low, p.high, color=cmap(k - 1), alpha=0.08)
+        if spaces[0][pname].log:
+            ax.set_xscale("log")
+        ax.set_xlabel(pname)
+        ax.set_ylabel("score")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _ranges_figure(rounds: list[dict[str, Any]], path: Path) -> Path:
+    """Each numeric parameter's range per round, with the reason it was set."""
+    import matplotlib.pyplot as plt
+
+    spaces = [SearchSpace.from_dict(r["space"]) for r in rounds]
+    names = [n for n, p in spaces[0].items() if hasattr(p, "low")] if spaces else []
+    fig, axes = plt.subplots(
+        1, max(len(names), 1), figsize=(5 * max(len(names), 1), 3), squeeze=False
+    )
+    for ax, pname in zip(axes[0], names, strict=False):
+        for k, (space, r) in enumerate(zip(spaces, rounds, strict=True), start=1):
+            p = space[pname]
+            ax.plot([p.low, p.high], [k, k], lw=6)
+            reason = r.get("changes", {}).get(pname, {}).get("reason", "start")
+            ax.annotate(reason, (p.high, k), xytext=(4, -3), textcoords="offset points", fontsize=7)
+        if spaces[0][pname].log:
+            ax.set_xscale("log")
+        ax.set_yticks(range(1, len(spaces) + 1))
+        ax.set_ylabel("round")
+        ax.set_xlabel(pname)
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,290 @@
+"""One round: W worker processes take trials of the round's Optuna study from a shared storage.
+
+The driver enqueues exactly the round's budget as WAITING trials; a worker only ever claims a
+WAITING trial (an atomic storage operation), so W workers record exactly the budget, with no
+surplus trial and no duplicate. A failed trial is replaced by a new WAITING one until the failure
+limit; a trial left RUNNING by a dead worker is failed by the driver and replaced the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from hpo.objective import Diverged, TrialContext, call_objective
+from hpo.space import Categorical, IntRange, SearchSpace
+from hpo.storage import ATTR, FINISHED_STATUSES, open_storage
+
+__all__ = ["RoundJob", "SAMPLERS", "PRUNERS", "make_pruner", "make_sampler", "run_workers"]
+
+SAMPLERS = ("random", "tpe", "qmc", "cmaes")
+PRUNERS = ("none", "median", "hyperband")
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
+    """The sampler named ``name``: random (the textbook's method), tpe, qmc or cmaes."""
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}; got {name!r}")
+
+
+def make_pruner(name: str | None, max_steps: int | None = None) -> optuna.pruners.BasePruner:
+    """The pruner named ``name`` (none, median, hyperband), fed by the per-epoch score."""
+    if name in (None, "none"):
+        return optuna.pruners.NopPruner()
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_steps or "auto")
+    raise ValueError(f"pruner: must be one of {', '.join(PRUNERS)}; got {name!r}")
+
+
+def trial_seed(seed: int, round_: int, number: int) -> int:
+    """A trial's seed: a function of (study seed, round, trial number), not of scheduling."""
+    return int(np.random.SeedSequence([seed, round_, number]).generate_state(1)[0])
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class RoundJob:
+    """Everything a worker needs to take trials of one round (picklable)."""
+
+    storage: str
+    study_name: str
+    round: int
+    space_dict: dict[str, Any]  # the SearchSpace as plain data: cheap and safe to pickle
+    objective: Callable[..., Any]
+    direction: str = "maximize"
+    sampler: str = "random"
+    pruner: str | None = None
+    max_steps: int | None = None
+    seed: int = 0
+    metric: str = "val_acc"
+    max_failures: int = 5
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.space_dict)
+
+
+def _suggest(trial: optuna.Trial, name: str, param) -> Any:
+    if isinstance(param, Categorical):
+        return trial.suggest_categorical(name, list(param.choices))
+    if isinstance(param, IntRange):
+        return trial.suggest_int(name, param.low, param.high, log=param.log)
+    return trial.suggest_float(name, param.low, param.high, log=param.log)
+
+
+def pop_waiting(study: optuna.Study) -> int | None:
+    """Claim one WAITING trial of ``study`` (atomic in every Optuna storage), or None."""
+    storage, sid = study._storage, study._study_id
+    for t in storage.get_all_trials(sid, deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return t._trial_id
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def counts(storage, study_id: int) -> dict[str, int]:
+    """Trials of a round by hpo status (finished/pruned/diverged/failed/...), plus 'done'."""
+    out: dict[str, int] = {}
+    for t in storage.get_all_trials(study_id, deepcopy=False):
+        status = t.user_attrs.get(ATTR["trial_status"]) or t.state.name.lower()
+        out[status] = out.get(status, 0) + 1
+    out["done"] = sum(out.get(s, 0) for s in FINISHED_STATUSES)
+    return out
+
+
+def replace_failed(study: optuna.Study, n_trials: int, max_failures: int) -> bool:
+    """Enqueue WAITING trials so that done + running + waiting reaches ``n_trials``.
+
+    Returns False (and enqueues nothing) once the round has ``max_failures`` failures and nothing
+    finished, or as many failures as its budget: a study whose every trial fails stops early.
+    """
+    c = counts(study._storage, study._study_id)
+    failed = c.get("failed", 0) + c.get("interrupted", 0)
+    if (c["done"] == 0 and failed >= max_failures) or failed >= max(n_trials, max_failures):
+        return False
+    missing = n_trials - c["done"] - c.get("running", 0) - c.get("waiting", 0)
+    for _ in range(max(missing, 0)):
+        study.enqueue_trial({}, skip_if_exists=False)
+    return True
+
+
+def _finish(study, trial, state, status, value=None, **attrs):
+    for key, val in attrs.items():
+        if val is not None:
+            trial.set_user_attr(ATTR[key], val)
+    trial.set_user_attr(ATTR["trial_status"], status)
+    study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+
+
+def run_trial(job: RoundJob, study: optuna.Study, trial_id: int) -> str:
+    """Run one claimed trial to its end and record it; returns its hpo status."""
+    number = study._storage.get_trial_number_from_id(trial_id)
+    seed = trial_seed(job.seed, job.round, number)
+    if job.sampler == "random":  # params then depend on (seed, round, number) only
+        study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    trial = optuna.Trial(study, trial_id)
+    trial.set_user_attr(ATTR["seed"], seed)
+    trial.set_user_attr(ATTR["worker"], worker_id())
+    space = job.space
+    params = {name: _suggest(trial, name, p) for name, p in space.items()}
+
+    def report(step: int, value: float) -> bool:
+        trial.report(value, step)
+        return trial.should_prune()
+
+    ctx = TrialContext(number=number, round=job.round, seed=seed, metric=job.metric, _report=report)
+    start = time.perf_counter()
+    try:
+        value = call_objective(job.objective, params, ctx)
+        value = float(value)
+    except optuna.TrialPruned as exc:
+        status, state, reason, value = "pruned", TrialState.PRUNED, str(exc) or "pruned", None
+    except Diverged as exc:
+        status, state, reason, value = "diverged", TrialState.PRUNED, str(exc), None
+    except (KeyboardInterrupt, SystemExit):
+        _finish(
+            study,
+            trial,
+            TrialState.FAIL,
+            "interrupted",
+            reason="interrupted",
+            duration=time.perf_counter() - start,
+            curves=ctx.curves or None,
+        )
+        raise
+    except Exception as exc:  # the objective's bug fails this trial, not the study
+        _finish(
+            study,
+            trial,
+            TrialState.FAIL,
+            "failed",
+            reason=f"{type(exc).__name__}: {exc}"[:500],
+            traceback=traceback.format_exc(),
+            duration=time.perf_counter() - start,
+            curves=ctx.curves or None,
+        )
+        return "failed"
+    else:
+        if math.isfinite(value):
+            status, state, reason = "finished", TrialState.COMPLETE, None
+        else:
+            status, state, reason = "diverged", TrialState.PRUNED, f"score is {value}"
+            value = None
+    _finish(
+        study,
+        trial,
+        state,
+        status,
+        value,
+        reason=reason,
+        duration=time.perf_counter() - start,
+        curves=ctx.curves or None,
+    )
+    return status
+
+
+def worker(job: RoundJob, n_trials: int) -> int:
+    """Worker process body: claim and run WAITING trials of the round until none is left."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # W workers use W cores: no BLAS oversubscription
+    study = optuna.load_study(
+        study_name=job.study_name,
+        storage=open_storage(job.storage),
+        sampler=make_sampler(job.sampler, trial_seed(job.seed, job.round, 10**9 + os.getpid())),
+        pruner=make_pruner(job.pruner, job.max_steps),
+    )
+    ran = 0
+    while (trial_id := pop_waiting(study)) is not None:
+        status = run_trial(job, study, trial_id)
+        ran += 1
+        if status == "failed":
+            replace_failed(study, n_trials, job.max_failures)
+    return ran
+
+
+def fail_orphans(storage, study_id: int, *, everyone: bool = False) -> int:
+    """Mark RUNNING trials whose worker process is gone (or all, with ``everyone``) as failed.
+
+    A worker on this host is checked by pid; RDB storages also fail trials whose heartbeat
+    stopped. Returns how many trials were failed.
+    """
+    host = socket.gethostname()
+    n = 0
+    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get(ATTR["worker"], "")
+        h, _, pid = owner.rpartition(":")
+        dead = everyone or (h == host and pid.isdigit() and not _alive(int(pid)))
+        if not owner:  # claimed but never started: its worker died at once
+            dead = dead or everyone or _claimed_long_ago(t)
+        if dead:
+            status = "interrupted" if everyone else "failed"
+            reason = "interrupted" if everyone else f"worker {owner or '?'} died during the trial"
+            storage.set_trial_user_attr(t._trial_id, ATTR["trial_status"], status)
+            storage.set_trial_user_attr(t._trial_id, ATTR["reason"], reason)
+            storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+            n += 1
+    return n
+
+
+def _claimed_long_ago(t, seconds: float = 60.0) -> bool:
+    if t.datetime_start is None:
+        return True
+    from datetime import datetime
+
+    start = t.datetime_start
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - start).total_seconds() > seconds
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed child not yet reaped) is dead for our purpose
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def run_workers(job: RoundJob, n_trials: int, n_workers: int, backend: str = "loky") -> None:
+    """Run ``n_workers`` workers of ``job`` through joblib until no WAITING trial is left."""
+    from joblib import Parallel, delayed, parallel_config
+
+    if n_workers == 1 and backend == "loky":
+        worker(job, n_trials)  # in-process: no pool start-up, same code path
+        return
+    with parallel_config(backend=backend, n_jobs=n_workers):
+        Parallel()(delayed(worker)(job, n_trials) for _ in range(n_workers))
