@@ -10,6 +10,17 @@ import numpy as np
 
 __all__ = ["Affine", "BatchNorm", "Dropout", "ReLU", "SoftmaxCrossEntropy"]
 
+_ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
+
+
+def _colsum(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Column sums as a BLAS product ``ones @ x``: about twice as fast as ``x.sum(axis=0)``."""
+    key = (x.shape[0], x.dtype)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = np.ones(x.shape[0], dtype=x.dtype)
+    return np.matmul(ones, x, out=out)
+
 
 class Affine:
     """``x @ W + b``. ``b`` may be None (before BatchNorm a bias is redundant: BN subtracts it).
@@ -48,7 +59,7 @@ class Affine:
         if self.weight_decay:
             self.dW += self.weight_decay * self.W
         if self.db is not None:
-            np.add.reduce(dout, axis=0, out=self.db)
+            _colsum(dout, out=self.db)
         return dout @ self.W.T if self.input_grad else None
 
     def penalty(self) -> float:
@@ -107,10 +118,10 @@ class BatchNorm:
             out += self.beta - self.running_mean * scale
             return out
         m = x.shape[0]
-        mean = np.add.reduce(x, axis=0)
+        mean = _colsum(x)
         mean *= 1.0 / m
         xc = x - mean
-        var = np.einsum("ij,ij->j", xc, xc)
+        var = _colsum(np.square(xc))
         var *= 1.0 / m
         inv_std = 1.0 / np.sqrt(var + self.eps)
         self.xc, self.inv_std = xc, inv_std
@@ -127,8 +138,8 @@ class BatchNorm:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         m = dout.shape[0]
         xc, inv_std, scale = self.xc, self.inv_std, self.scale
-        np.add.reduce(dout, axis=0, out=self.dbeta)
-        s = np.einsum("ij,ij->j", dout, xc)  # = dgamma / inv_std
+        _colsum(dout, out=self.dbeta)
+        s = _colsum(dout * xc)  # = dgamma / inv_std
         np.multiply(s, inv_std, out=self.dgamma)
         # dx = scale * (dout - dbeta/m - x_hat * dgamma/m), with x_hat = xc * inv_std
         k = scale * inv_std * inv_std * s
@@ -146,6 +157,8 @@ class Dropout:
     inference is a plain pass; ``mode="textbook"`` keeps them as they are and multiplies by
     ``1 - ratio`` at inference. The expected activation is identical in both modes.
     Set ``fixed_mask`` (boolean, True = keep) to use the same mask every call (gradient checks).
+    Masks come from 16-bit slices of the Generator's raw output (3x faster than ``random()``),
+    so the drop probability is ``ratio`` rounded to a multiple of 1/65536.
     """
 
     def __init__(
@@ -170,7 +183,9 @@ class Dropout:
             return x
         keep = self.fixed_mask
         if keep is None:
-            keep = self.rng.random(x.shape, dtype=x.dtype) >= self.ratio
+            size = x.size
+            bits = self.rng.bit_generator.random_raw((size + 3) // 4).view(np.uint16)
+            keep = bits[:size].reshape(x.shape) >= round(self.ratio * 65536)
         scale = 1.0 / (1.0 - self.ratio) if self.mode == "inverted" else 1.0
         self.mask = np.multiply(keep, scale, dtype=x.dtype)
         return np.multiply(x, self.mask, out=out)
