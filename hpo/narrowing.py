@@ -42,6 +42,7 @@ class NarrowingPolicy:
     margin: float = 0.25  # added on each side, as a fraction of the best trials' span
     min_width: float = 0.1  # margin floor, as a fraction of the current width (span may be 0)
     edge: float = 0.1  # a best trial this close to a bound (fraction of width) crowds it
+    push: float = 0.5  # past a crowded edge, move this fraction of the current width at least
     min_trials: int = 4  # fewer finished trials than this: keep every range
 
     def __post_init__(self) -> None:
@@ -51,6 +52,7 @@ class NarrowingPolicy:
         _check("margin", self.margin, 0, _HUGE, "a finite number >= 0", False)
         _check("min_width", self.min_width, below(0, 1), _HUGE, "a finite number > 0", False)
         _check("edge", self.edge, 0, below(0.5, 0), "a number in [0, 0.5)", False)
+        _check("push", self.push, 0, _HUGE, "a finite number >= 0", False)
         _check("min_trials", self.min_trials, 1, math.inf, "an int >= 1", True)
 
 
@@ -186,7 +188,7 @@ def _narrow_numeric(name: str, param: Param, values: list[Any], policy: Narrowin
     band = policy.edge * width
     crowd_lo = bool(t[0] <= lo + band or np.mean(t <= lo + band) >= 0.5)
     crowd_hi = bool(t[0] >= hi - band or np.mean(t >= hi - band) >= 0.5)
-    push = max(pad, band)
+    push = max(pad, band, policy.push * width)  # reach an optimum far outside in few rounds
 
     def back(v: float) -> float:  # to the original scale, never overflowing
         if not param.log:

@@ -225,8 +225,8 @@ def worker(job: RoundJob, n_trials: int) -> int:
     while (trial_id := pop_waiting(study)) is not None:
         status = run_trial(job, study, trial_id)
         ran += 1
-        if status == "failed":
-            replace_failed(study, n_trials, job.max_failures)
+        if status == "failed" and not replace_failed(study, n_trials, job.max_failures):
+            break  # every trial fails: stop instead of running the whole budget
     return ran
 
 

@@ -221,7 +221,9 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
         for t in storage.get_all_trials(sid, deepcopy=False):
             ua = t.user_attrs
             status = ua.get(ATTR["trial_status"]) or _default_status(t.state)
-            value = _finite(t.values[0]) if t.values else None
+            # Optuna gives a pruned trial its last intermediate value: only COMPLETE ones score
+            complete = t.state == optuna.trial.TrialState.COMPLETE
+            value = _finite(t.values[0]) if t.values and complete else None
             row = {
                 "round": k,
                 "number": t.number,

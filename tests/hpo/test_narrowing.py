@@ -147,12 +147,12 @@ def test_int_range_rounds_outward_and_stays_int():
     assert type(new["n"].low) is int and new["n"].low < 60 < new["n"].high < 100
     assert changes["n"].reason == "shrunk"
     new, changes = narrow(space, frame(x, x.astype(float), name="n"))
-    assert (new["n"].low, new["n"].high) == (10, 110) and changes["n"].reason == "shifted"
-    x = np.arange(10, 111)
-    new, changes = narrow(new, frame(x, x.astype(float), name="n"))
-    assert (
-        new["n"].high == 120 and "upper side stopped at the hard limit 120" in changes["n"].detail
-    )
+    # best 20 span 81..100 and crowd the top: pushed half a width past it, stopped at the limit
+    assert (new["n"].low, new["n"].high) == (71, 120) and changes["n"].reason == "shifted"
+    assert "upper side stopped at the hard limit 120" in changes["n"].detail
+    no_limit = SearchSpace(n=IntRange(1, 100))
+    new, changes = narrow(no_limit, frame(x, x.astype(float), name="n"))
+    assert new["n"].high == math.ceil(100 + 0.5 * 99) and changes["n"].reason == "shifted"
 
 
 def test_both_edges_crowded_extends_both():

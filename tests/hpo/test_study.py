@@ -1,0 +1,147 @@
+"""The tuning engine end to end: real worker processes, a real journal storage in a tmp folder."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import optuna
+import pytest
+
+from hpo import LogUniform, SearchSpace, StopPolicy, Study, StudyError, Uniform
+from hpo.storage import open_storage, round_names
+from tests.hpo import objectives
+
+
+def make(tmp_path, objective, space=None, **kw):
+    space = space or SearchSpace(lr=LogUniform(1e-6, 1e-2), y=Uniform(0.0, 1.0))
+    kw.setdefault("tracking", False)
+    kw.setdefault("workers", 2)
+    return Study("t", space, objective, out=tmp_path / "runs", **kw)
+
+
+def test_narrowing_converges_on_a_known_optimum(tmp_path):
+    result = make(tmp_path, objectives.bowl, rounds=4, trials=30, seed=1).run()
+    last = SearchSpace.from_dict(result.rounds[-1]["space"])
+    first = SearchSpace.from_dict(result.rounds[0]["space"])
+    assert last["lr"].contains(1e-3) and last["y"].contains(0.3)
+    width = lambda p: math.log10(p.high / p.low)  # noqa: E731
+    assert width(last["lr"]) < 0.5 * width(first["lr"])
+    assert abs(math.log10(result.best_params["lr"]) + 3) < 0.2
+    assert len(result.trials) == 4 * 30 and (result.trials["status"] == "finished").all()
+
+
+def test_optimum_outside_the_start_is_reached_by_shifting(tmp_path):
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-9, 10.0)))
+    result = make(
+        tmp_path,
+        objectives.far_bowl,
+        space,
+        rounds=5,
+        trials=20,
+        stop=StopPolicy(when_unchanged=False),
+    ).run()
+    reasons = [r["changes"]["lr"]["reason"] for r in result.rounds[1:]]
+    assert {"shifted", "extended"} & set(reasons)
+    assert SearchSpace.from_dict(result.rounds[-1]["space"])["lr"].contains(1e-1)
+    assert result.best_params["lr"] > 1e-2  # better than anything the start range offered
+
+
+def test_four_workers_record_exactly_the_budget(tmp_path):
+    study = make(
+        tmp_path,
+        objectives.quick,
+        SearchSpace(lr=LogUniform(1e-6, 1e-2)),
+        rounds=1,
+        trials=200,
+        workers=4,
+    )
+    result = study.run()
+    frame = result.trials
+    assert len(frame) == 200
+    assert sorted(frame["number"]) == list(range(200))
+    assert (frame["state"] == "COMPLETE").all()
+    assert frame["worker"].nunique() == 4  # every worker took trials
+    storage = open_storage(study.storage)
+    trials = optuna.load_study(study_name=round_names(storage, "t")[0], storage=storage).trials
+    assert len(trials) == 200
+
+
+def test_trials_are_reproducible_whatever_the_scheduling(tmp_path):
+    a = make(tmp_path / "a", objectives.quick, rounds=2, trials=12, workers=2, seed=7).run()
+    b = make(tmp_path / "b", objectives.quick, rounds=2, trials=12, workers=1, seed=7).run()
+    cols = ["round", "number", "params_lr", "params_y", "value", "seed"]
+    pa = a.trials[cols].sort_values(["round", "number"]).reset_index(drop=True)
+    pb = b.trials[cols].sort_values(["round", "number"]).reset_index(drop=True)
+    assert pa.equals(pb)
+
+
+def test_every_trial_failing_stops_with_a_clear_message(tmp_path):
+    study = make(tmp_path, objectives.always_fails, rounds=3, trials=50, max_failures=4)
+    with pytest.raises(StudyError, match="no trial of round 1 finished.*RuntimeError: objective"):
+        study.run()
+    storage = open_storage(study.storage)
+    trials = optuna.load_study(study_name="t/round-1", storage=storage).trials
+    ran = [t for t in trials if t.state.name != "WAITING"]
+    assert 4 <= len(ran) < 50  # stopped instead of running the whole budget
+    assert all(t.state.name == "FAIL" for t in ran)
+    assert "objective bug" in trials[0].user_attrs["hpo.traceback"]
+
+
+def test_diverged_trials_are_recorded_and_never_scored(tmp_path):
+    space = SearchSpace(lr=LogUniform(1e-3, 1.0))
+    result = make(tmp_path, objectives.diverges_when_large, space, rounds=2, trials=20).run()
+    frame = result.trials
+    diverged = frame[frame["status"] == "diverged"]
+    assert len(diverged) > 0 and diverged["value"].isna().all()
+    assert (diverged["params_lr"] >= 0.1).all()
+    assert (diverged["state"] == "PRUNED").all()
+    assert diverged["reason"].str.contains("nan").all()
+    assert Counter(frame["round"]) == {1: 20, 2: 20}  # diverged trials count as finished
+    assert result.best_params["lr"] < 0.1
+
+
+def test_a_study_stopped_after_round_one_resumes_without_rerunning(tmp_path):
+    log = tmp_path / "calls.log"
+    objective = objectives.Logged(log)
+    make(tmp_path, objective, rounds=1, trials=10).run()
+    # the same study, asked for three rounds, picks up after its first round
+    resumed = make(
+        tmp_path, objective, rounds=3, trials=10, stop=StopPolicy(when_unchanged=False)
+    ).run(resume=True)
+    assert len(resumed.trials) == 30 and (resumed.trials["status"] == "finished").all()
+    calls = Counter(tuple(line.split()[:2]) for line in log.read_text().splitlines())
+    assert len(calls) == 30 and max(calls.values()) == 1
+
+
+def test_run_refuses_an_existing_name_and_resume_an_unknown_one(tmp_path):
+    make(tmp_path, objectives.quick, rounds=1, trials=3, workers=1).run()
+    with pytest.raises(StudyError, match="already exists"):
+        make(tmp_path, objectives.quick, rounds=1, trials=3, workers=1).run()
+    with pytest.raises(StudyError, match="no study named"):
+        Study(
+            "other",
+            SearchSpace(lr=LogUniform(1e-3, 1.0)),
+            objectives.quick,
+            out=tmp_path / "runs",
+            tracking=False,
+        ).run(resume=True)
+
+
+@pytest.mark.parametrize(
+    ("field", "kw", "message"),
+    [
+        ("rounds", {"rounds": 0}, "rounds: must be an integer >= 1"),
+        ("trials", {"trials": 2.5}, "trials: must be an integer >= 1"),
+        ("workers", {"workers": -1}, "workers: must be an integer >= 1"),
+        ("sampler", {"sampler": "grid"}, "sampler: must be one of random, tpe, qmc, cmaes"),
+        ("pruner", {"pruner": "always"}, "pruner: must be one of none, median, hyperband"),
+        ("direction", {"direction": "up"}, "direction: must be 'maximize' or 'minimize'"),
+        ("storage", {"storage": "redis://x"}, "storage: unsupported scheme 'redis'"),
+        ("seed", {"seed": -3}, "seed: must be an integer >= 0"),
+    ],
+)
+def test_bad_settings_name_the_field_and_write_nothing(tmp_path, field, kw, message):
+    with pytest.raises(ValueError, match=message):
+        make(tmp_path, objectives.quick, **kw)
+    assert list(tmp_path.iterdir()) == []
