@@ -156,3 +156,21 @@ def test_settings_are_validated_in_fit(settings, message):
     model = MLP(**settings)  # __init__ only stores
     with pytest.raises(ValueError, match=message):
         model.fit(X, y)
+
+
+def test_float32_has_no_float64_intermediates():
+    rng = np.random.default_rng(0)
+    net = Net(20, (8, 8), 3, rng=rng, batchnorm=True, dropout=0.2, weight_decay=0.1)
+    x, t = rng.random((10, 20)).astype(np.float32), rng.integers(0, 3, 10)
+    for train in (True, False):
+        h = x
+        for layer in net.layers:
+            h = layer.forward(h, train)
+            assert h.dtype == np.float32, (type(layer).__name__, train)
+    net.loss_layer.forward(h, t)
+    d = net.loss_layer.backward()
+    for layer in reversed(net.layers[1:]):
+        d = layer.backward(d)
+        assert d.dtype == np.float32, type(layer).__name__
+    bn = net.layers[1]
+    assert bn.running_mean.dtype == bn.running_var.dtype == bn.inv_std.dtype == np.float32
