@@ -154,9 +154,10 @@ class MLP:
 
     >>> from models import MLP, load
     >>> d = load("bundled")
-    >>> m = MLP(hidden=(50,), epochs=2, random_state=0).fit(d.X_train[:500], d.y_train[:500])
-    >>> m.history_["train_acc"][-1] > 0.3 and m.predict(d.X_test[:3]).shape == (3,)
-    True
+    >>> m = MLP(hidden=(50,), lr=0.1, epochs=3, random_state=0)
+    >>> m = m.fit(d.X_train[:500], d.y_train[:500], X_val=d.X_test, y_val=d.y_test)
+    >>> len(m.history_["val_acc"]), m.score(d.X_test, d.y_test) > 0.4, m.predict(d.X_test[:3]).shape
+    (3, True, (3,))
     """
 
     def __init__(
