@@ -326,7 +326,14 @@ def print_result(result) -> None:
         print(f"round {r['round']}:")
         for name, param in r["space"].items():
             change = r.get("changes", {}).get(name)
-            why = f"{change['reason']}: {change['detail']}" if change else "starting range"
+            why = "starting range"
+            if change:
+                detail = change["detail"]
+                why = (
+                    detail
+                    if detail.startswith(change["reason"])
+                    else f"{change['reason']}: {detail}"
+                )
             print(f"  {name:<14} {_range(param):<32} {why}")
     frame = result.trials
     done = frame["status"].isin(("finished", "pruned", "diverged")).sum() if len(frame) else 0
