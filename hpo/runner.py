@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from optuna.trial import TrialState
 
 from hpo.objective import Diverged, TrialContext, call_objective
@@ -28,14 +29,19 @@ from hpo.storage import ATTR, FINISHED_STATUSES, open_storage
 
 __all__ = ["RoundJob", "SAMPLERS", "PRUNERS", "make_pruner", "make_sampler", "run_workers"]
 
-SAMPLERS = ("random", "tpe", "qmc", "cmaes")
+SAMPLERS = ("random", "tpe", "qmc", "cmaes", "grid")
 PRUNERS = ("none", "median", "hyperband")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
-    """The sampler named ``name``: random (the textbook's method), tpe, qmc or cmaes."""
+def make_sampler(
+    name: str, seed: int | None, space: SearchSpace | None = None
+) -> optuna.samplers.BaseSampler:
+    """The sampler named ``name``: random (the textbook's method), tpe, qmc, cmaes, or grid
+    (every combination of the Categorical ``space``; its order must not depend on the seed)."""
+    if name == "grid":
+        return _GridSampler({n: list(p.choices) for n, p in space.items()}, seed=0)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
@@ -45,6 +51,14 @@ def make_sampler(name: str, seed: int | None) -> optuna.samplers.BaseSampler:
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed)
     raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}; got {name!r}")
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` (valid only inside ``optimize``): the
+    driver's budget of one trial per grid point ends the round."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
 
 
 def make_pruner(name: str | None, max_steps: int | None = None) -> optuna.pruners.BasePruner:
@@ -143,12 +157,31 @@ def _finish(study, trial, state, status, value=None, **attrs):
     study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
 
 
+def _assign_grid_point(study: optuna.Study, trial_id: int, number: int) -> None:
+    """Grid sampler: trial ``number`` takes grid point ``number``; a trial replacing a failed one
+    takes the first point no finished or running trial holds. (Enqueued trials bypass the
+    sampler's own assignment.)"""
+    sampler, storage = study.sampler, study._storage
+    n = len(sampler._all_grids)
+    if number >= n:
+        held = {
+            t.system_attrs.get("grid_id")
+            for t in storage.get_all_trials(study._study_id, deepcopy=False)
+            if t.state != TrialState.FAIL and t._trial_id != trial_id
+        }
+        number = next((i for i in range(n) if i not in held), number % n)
+    storage.set_trial_system_attr(trial_id, "search_space", sampler._search_space)
+    storage.set_trial_system_attr(trial_id, "grid_id", number)
+
+
 def run_trial(job: RoundJob, study: optuna.Study, trial_id: int) -> str:
     """Run one claimed trial to its end and record it; returns its hpo status."""
     number = study._storage.get_trial_number_from_id(trial_id)
     seed = trial_seed(job.seed, job.round, number)
     if job.sampler == "random":  # params then depend on (seed, round, number) only
         study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    if job.sampler == "grid":
+        _assign_grid_point(study, trial_id, number)
     trial = optuna.Trial(study, trial_id)
     trial.set_user_attr(ATTR["seed"], seed)
     trial.set_user_attr(ATTR["worker"], worker_id())
@@ -218,12 +251,18 @@ def worker(job: RoundJob, n_trials: int) -> int:
     study = optuna.load_study(
         study_name=job.study_name,
         storage=open_storage(job.storage),
-        sampler=make_sampler(job.sampler, trial_seed(job.seed, job.round, 10**9 + os.getpid())),
+        sampler=make_sampler(
+            job.sampler, trial_seed(job.seed, job.round, 10**9 + os.getpid()), job.space
+        ),
         pruner=make_pruner(job.pruner, job.max_steps),
     )
     ran = 0
     while (trial_id := pop_waiting(study)) is not None:
-        status = run_trial(job, study, trial_id)
+        try:  # RDB storages: a heartbeat thread, as study.optimize runs, so a dead worker shows
+            with get_heartbeat_thread(trial_id, study._storage):
+                status = run_trial(job, study, trial_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # failed meanwhile by the driver (heartbeat late): it has been replaced
         ran += 1
         if status == "failed" and not replace_failed(study, n_trials, job.max_failures):
             break  # every trial fails: stop instead of running the whole budget
@@ -237,7 +276,7 @@ def fail_orphans(storage, study_id: int, *, everyone: bool = False) -> int:
     stopped. Returns how many trials were failed.
     """
     host = socket.gethostname()
-    n = 0
+    n = 0 if everyone else fail_stale(storage, study_id)
     for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get(ATTR["worker"], "")
         h, _, pid = owner.rpartition(":")
@@ -251,6 +290,25 @@ def fail_orphans(storage, study_id: int, *, everyone: bool = False) -> int:
             storage.set_trial_user_attr(t._trial_id, ATTR["reason"], reason)
             storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
             n += 1
+    return n
+
+
+def fail_stale(storage, study_id: int) -> int:
+    """RDB storages: fail the RUNNING trials whose worker (on any machine) stopped sending
+    heartbeats for the grace period (``HPO_HEARTBEAT_GRACE``); returns how many."""
+    if not is_heartbeat_enabled(storage):
+        return 0
+    n = 0
+    for trial_id in storage._get_stale_trial_ids(study_id):  # what fail_stale_trials uses
+        owner = storage.get_trial(trial_id).user_attrs.get(ATTR["worker"], "?")
+        try:  # our attrs first: Optuna refuses to change a finished trial
+            storage.set_trial_user_attr(trial_id, ATTR["trial_status"], "failed")
+            storage.set_trial_user_attr(
+                trial_id, ATTR["reason"], f"worker {owner} stopped sending heartbeats"
+            )
+            n += storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished (or another process failed it) meanwhile
     return n
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo.distributed import wait_for_round
 from hpo.narrowing import NarrowingPolicy, converged, narrow
 from hpo.runner import (
     PRUNERS,
@@ -32,7 +33,7 @@ from hpo.runner import (
     run_workers,
     trial_seed,
 )
-from hpo.space import SearchSpace
+from hpo.space import Categorical, SearchSpace
 from hpo.storage import (
     ATTR,
     check_spec,
@@ -108,6 +109,19 @@ def _check_int(name: str, value: Any, low: int) -> None:
         raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
 
 
+def _check_grid(space: SearchSpace, rounds: int, trials: int) -> None:
+    """The grid sampler runs each combination of Categorical choices once, in a single round."""
+    other = [f"{n}: {type(p).__name__}" for n, p in space.items() if not isinstance(p, Categorical)]
+    if other:
+        raise ValueError(f"sampler 'grid': every parameter must be Categorical, got {other[0]}")
+    size = math.prod(len(p.choices) for p in space.values())
+    if rounds != 1 or not isinstance(trials, int) or not 1 <= trials <= size:
+        raise ValueError(
+            f"sampler 'grid': needs rounds=1 and trials <= the grid size {size}, "
+            f"got rounds={rounds!r}, trials={trials!r}"
+        )
+
+
 class Study:
     """A search space, an objective and how to search: rounds of parallel trials with narrowing.
 
@@ -157,6 +171,8 @@ class Study:
             raise ValueError(f"direction: must be 'maximize' or 'minimize', got {direction!r}")
         if sampler not in SAMPLERS:
             raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+        if sampler == "grid":
+            _check_grid(space, rounds, trials)
         if pruner not in (None, *PRUNERS):
             raise ValueError(f"pruner: must be one of {', '.join(PRUNERS)}; got {pruner!r}")
         if backend not in BACKENDS:
@@ -252,6 +268,23 @@ class Study:
             }
         )
 
+    def round_job(self, k: int, space: SearchSpace) -> RoundJob:
+        """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s)."""
+        return RoundJob(
+            storage=self.storage,
+            study_name=round_name(self.name, k),
+            round=k,
+            space_dict=space.to_dict(),
+            objective=self.objective,
+            direction=self.direction,
+            sampler=self.sampler,
+            pruner=self.pruner,
+            max_steps=self.fixed.get("epochs"),
+            seed=self.seed,
+            metric=getattr(self.objective, "metric", "val_acc"),
+            max_failures=self.max_failures,
+        )
+
     def _mirror(self):
         if not self.tracking:
             return None
@@ -325,20 +358,7 @@ class _Driver:
         study.set_user_attr(ATTR["round"], k)
         study.set_user_attr(ATTR["parent"], s.name)
         fail_orphans(self.storage, study._study_id)  # left RUNNING by a crash: failed, replaced
-        job = RoundJob(
-            storage=s.storage,
-            study_name=name,
-            round=k,
-            space_dict=space.to_dict(),
-            objective=s.objective,
-            direction=s.direction,
-            sampler=s.sampler,
-            pruner=s.pruner,
-            max_steps=s.fixed.get("epochs"),
-            seed=s.seed,
-            metric=getattr(s.objective, "metric", "val_acc"),
-            max_failures=s.max_failures,
-        )
+        job = s.round_job(k, space)
         restarts = 0
         while replace_failed(study, s.trials, s.max_failures):
             c = counts(self.storage, study._study_id)
@@ -353,6 +373,7 @@ class _Driver:
                     if not _is_worker_death(exc) or restarts >= 3 * s.trials:
                         raise
                     restarts += 1
+                wait_for_round(self.storage, study._study_id)  # trials of `hpo worker`s elsewhere
             fail_orphans(self.storage, study._study_id)
         self.emit(k, "round_end")
         frame = trials_frame(self.storage, s.name)
