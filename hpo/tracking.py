@@ -643,7 +643,7 @@ def _format_range(d: Any) -> str:
     norm = re.sub(r"[^a-z]", "", kind.lower()).removesuffix("distribution")
     if norm == "float":
         norm = "loguniform" if attrs.get("log") else "uniform"
-    elif norm == "int" and attrs.get("log"):
+    elif norm in ("int", "intrange") and attrs.get("log"):
         return f"IntRange({attrs.get('low')}, {attrs.get('high')}, log=True)"
     name = _KINDS.get(norm, kind or "Range")
     if "choices" in attrs:

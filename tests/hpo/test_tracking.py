@@ -355,6 +355,8 @@ def test_format_range():
     assert (
         _format_range({"type": "int", "low": 1, "high": 9, "step": 2}) == "IntRange(1, 9, step=2)"
     )
+    space_dict = {"type": "IntRange", "low": 1, "high": 64, "log": True, "limits": None}
+    assert _format_range(space_dict) == "IntRange(1, 64, log=True)"  # hpo.space's to_dict form
     optuna_json = {"name": "FloatDistribution", "attributes": {"low": 1, "high": 2, "log": True}}
     assert _format_range(optuna_json) == "LogUniform(1, 2)"
     assert _format_range("LogUniform(1e-06, 0.01)") == "LogUniform(1e-06, 0.01)"
