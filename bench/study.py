@@ -1,7 +1,9 @@
 """The 6-5 study's wall time with 1 and 2 workers, and the orchestration overhead.
 
-Overhead = 1 - (summed objective time of the trials) / (workers x wall time): the share of the
-workers' time not spent training (start-up, storage, sampling, narrowing, reports, mirror).
+Overhead = 1 - (summed objective time of the trials) / (workers x rounds time), where the rounds
+time runs from the call to ``Study.run`` to the end of the last trial: the share of the workers'
+time not spent training (pool start-up, storage, sampling, narrowing, the mirror). The total wall
+time adds the final retrain of the best configuration and the report's figures.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+
+import pandas as pd
 
 from hpo.loader import load_study_file
 
@@ -18,16 +23,31 @@ STUDY = Path(__file__).resolve().parents[1] / "studies" / "six_five.py"
 
 def _measure(workers: int, tracking: bool, folder: Path) -> dict:
     study = load_study_file(STUDY).with_options(
-        name=f"bench-{workers}-{int(tracking)}", workers=workers, out=folder / "runs",
-        tracking=tracking, tracking_uri=f"sqlite:///{folder}/mlflow.db",
+        name=f"bench-{workers}-{int(tracking)}",
+        workers=workers,
+        out=folder / "runs",
+        tracking=tracking,
+        tracking_uri=f"sqlite:///{folder}/mlflow.db",
     )
+    started = datetime.now(UTC)
     start = time.perf_counter()
     result = study.run()
     wall = time.perf_counter() - start
     trials = result.trials
     busy = float(trials["duration"].sum())
-    return {"workers": workers, "tracking": tracking, "trials": len(trials), "wall": wall,
-            "busy": busy, "overhead": 1 - busy / (workers * wall), "best": result.best_value}
+    last = pd.to_datetime(trials["completed"]).max()
+    last = last.tz_localize("UTC") if last.tzinfo is None else last
+    rounds = (last - pd.Timestamp(started)).total_seconds()  # until the last trial ended
+    return {
+        "workers": workers,
+        "tracking": tracking,
+        "trials": len(trials),
+        "wall": wall,
+        "rounds": rounds,
+        "busy": busy,
+        "overhead": 1 - busy / (workers * rounds),
+        "best": result.best_value,
+    }
 
 
 def run() -> str:
@@ -35,20 +55,22 @@ def run() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         for workers, tracking in ((1, False), (2, False), (2, True)):
             rows.append(_measure(workers, tracking, Path(tmp)))
-    one = rows[0]["wall"]
+    one = rows[0]["rounds"]
     lines = [
         "## The 6-5 study (studies/six_five.py): wall time and orchestration overhead",
         "",
         f"{rows[0]['trials']} trials (4 rounds x 40, 50 epochs on 400 images each), "
-        f"{os.cpu_count()} CPUs. Overhead = 1 - summed trial time / (workers x wall time).",
+        f"{os.cpu_count()} CPUs. Rounds = from Study.run() to the end of the last trial; total adds"
+        " the final retrain and the figures. Overhead = 1 - summed trial time / (workers x rounds)",
         "",
-        "| workers | MLflow mirror | trials | wall s | summed trial s | speed-up vs 1 | overhead |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| workers | MLflow mirror | trials | rounds s | total s | summed trial s "
+        "| speed-up vs 1 (rounds) | overhead |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r['workers']} | {'on' if r['tracking'] else 'off'} | {r['trials']} | "
-            f"{r['wall']:.1f} | {r['busy']:.1f} | {one / r['wall']:.2f}x | "
+            f"{r['rounds']:.1f} | {r['wall']:.1f} | {r['busy']:.1f} | {one / r['rounds']:.2f}x | "
             f"{100 * r['overhead']:.1f}% |"
         )
     return "\n".join(lines) + "\n"

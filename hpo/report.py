@@ -108,7 +108,7 @@ def _curves_figure(trials, curves, direction: str, path: Path) -> Path:
     for ax in axes.flat[len(best) :]:
         ax.axis("off")
     fig.suptitle("Best trials: validation (solid) and training (dashed) accuracy per epoch")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.04, top=0.92, hspace=0.45, wspace=0.1)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
@@ -138,7 +138,7 @@ def _scores_figure(trials, rounds: list[dict[str, Any]], path: Path) -> Path:
         ax.set_xlabel(pname)
         ax.set_ylabel("score")
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.95, wspace=0.25)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
@@ -165,7 +165,7 @@ def _ranges_figure(rounds: list[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel("round")
         ax.set_xlabel(pname)
         ax.invert_yaxis()
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.95, bottom=0.2, top=0.95, wspace=0.25)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

@@ -24,6 +24,7 @@ __all__ = [
     "check_spec",
     "StorageError",
     "describe",
+    "heartbeat_settings",
     "open_storage",
     "parent_attrs",
     "round_name",
@@ -127,11 +128,12 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
         backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=FlockLock(path))
         return optuna.storages.JournalStorage(backend)
     scheme = spec.split("://", 1)[0]
+    interval, grace = heartbeat_settings()
     try:
         return optuna.storages.RDBStorage(
             spec,
-            heartbeat_interval=10,
-            grace_period=30,
+            heartbeat_interval=interval,
+            grace_period=grace,
             engine_kwargs={"pool_pre_ping": True} if not scheme.startswith("sqlite") else None,
         )
     except ModuleNotFoundError as exc:
@@ -141,6 +143,26 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
         ) from exc
     except Exception as exc:  # SQLAlchemy raises many types for an unreachable server
         raise StorageError(f"storage: cannot open {describe(spec)} ({_first_line(exc)})") from exc
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """RDB heartbeats: (interval, grace period) in seconds, from ``HPO_HEARTBEAT_INTERVAL`` (default
+    10) and ``HPO_HEARTBEAT_GRACE`` (default 3 intervals). A RUNNING trial whose worker has not
+    sent a heartbeat for the grace period is failed by the driver; set both the same everywhere."""
+    values = []
+    for var, default in (("HPO_HEARTBEAT_INTERVAL", 10), ("HPO_HEARTBEAT_GRACE", None)):
+        text = os.environ.get(var, "")
+        if not text:
+            values.append(default if default is not None else 3 * values[0])
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise StorageError(f"{var}: must be a whole number of seconds >= 1, got {text!r}")
+        values.append(value)
+    return values[0], values[1]
 
 
 class FlockLock(BaseJournalFileLock):
@@ -211,7 +233,8 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
 
     Columns: round, number, state (Optuna's), status (hpo's: finished, pruned, diverged, failed,
     interrupted, running, waiting), value (NaN unless the trial finished with a finite score),
-    duration, seed, worker, reason, then ``params_<name>`` for every parameter.
+    duration (seconds in the objective), seed, worker, reason, started, completed, then
+    ``params_<name>`` for every parameter.
     """
     rows = []
     for k, name in enumerate(round_names(storage, study), start=1):
@@ -234,6 +257,8 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
                 "seed": ua.get(ATTR["seed"]),
                 "worker": ua.get(ATTR["worker"]),
                 "reason": ua.get(ATTR["reason"]),
+                "started": t.datetime_start,
+                "completed": t.datetime_complete,
             }
             for p, v in t.params.items():
                 row[f"params_{p}"] = v

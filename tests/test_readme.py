@@ -21,8 +21,9 @@ def python_example() -> str:
 def test_readme_api_example_runs_as_written(tmp_path):
     script = tmp_path / "example.py"
     script.write_text(python_example())
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     trials = pd.read_csv(tmp_path / "runs" / "my-search" / "trials.csv")
     assert len(trials) == 24 and set(trials["round"]) == {1, 2}

@@ -134,7 +134,7 @@ def test_run_refuses_an_existing_name_and_resume_an_unknown_one(tmp_path):
         ("rounds", {"rounds": 0}, "rounds: must be an integer >= 1"),
         ("trials", {"trials": 2.5}, "trials: must be an integer >= 1"),
         ("workers", {"workers": -1}, "workers: must be an integer >= 1"),
-        ("sampler", {"sampler": "grid"}, "sampler: must be one of random, tpe, qmc, cmaes"),
+        ("sampler", {"sampler": "anneal"}, "sampler: must be one of random, tpe, qmc, cmaes, grid"),
         ("pruner", {"pruner": "always"}, "pruner: must be one of none, median, hyperband"),
         ("direction", {"direction": "up"}, "direction: must be 'maximize' or 'minimize'"),
         ("storage", {"storage": "redis://x"}, "storage: unsupported scheme 'redis'"),
