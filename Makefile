@@ -43,4 +43,4 @@ bench: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m bench
 
 clean:
-	rm -rf runs mlflow.db mlartifacts bench/results.md
+	rm -rf runs mlflow.db mlflow.db-* mlartifacts bench/results.md
