@@ -14,7 +14,7 @@ PORT ?= 5000
 OVERRIDES := $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(TRIALS),--trials $(TRIALS)) \
 	$(if $(WORKERS),--workers $(WORKERS)) $(if $(SEED),--seed $(SEED)) $(if $(OUT),--out $(OUT))
 
-.PHONY: study ui test lint format bench reproduce clean
+.PHONY: study ui test lint format bench reproduce compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BIN)/python -m bench
+
+# The seed's 6-3, 6-4 and 6-5 studies (tracked in MLflow), figures and docs/results.md.
+reproduce: $(STAMP)
+	$(BIN)/python -m studies.reproduce
+
+# Search strategies compared (random, narrowing, TPE, narrowing + TPE): table in docs/results.md.
+compare: $(STAMP)
+	$(BIN)/python -m studies.compare
 
 clean:
 	rm -rf runs mlflow.db mlflow.db-* mlartifacts bench/results.md
