@@ -52,3 +52,14 @@ compare: $(STAMP)
 
 clean:
 	rm -rf runs mlflow.db mlflow.db-* mlartifacts bench/results.md
+
+# The MLflow UI in a real browser: headless Chromium opens a study's runs table, checks that it
+# lists the study's runs and keeps a screenshot at docs/ui-runs.png (tests/e2e/test_ui.py).
+.PHONY: ui-check
+ui-check: $(STAMP)
+	@if command -v chromium >/dev/null 2>&1; then \
+		HPO_UI_SCREENSHOT=docs/ui-runs.png $(BIN)/python -m pytest -q -rs tests/e2e/test_ui.py \
+		&& echo "ui-check: the runs table lists the study's runs; screenshot: docs/ui-runs.png"; \
+	else \
+		echo "ui-check skipped: Chromium is missing (/usr/bin/chromium; Debian: apt-get install chromium chromium-driver)"; \
+	fi

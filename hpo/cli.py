@@ -417,6 +417,11 @@ def cmd_sync(args) -> int:
     except TrackingError as exc:
         print(f"hpo sync: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    status = str(attrs.get("hpo.status") or "")
+    if not mirror.failed and (status == "finished" or status.startswith("stopped")):
+        # an ended study whose own finish() failed: best configuration, report, runs closed
+        out = Path(args.out or attrs.get("hpo.config", {}).get("out") or "runs") / args.name
+        mirror.finish(store, artifacts=sorted(p for p in out.glob("*") if p.is_file()))
     if mirror.failed:
         print(f"hpo sync: MLflow failed: {mirror.last_error}", file=sys.stderr)
         return EXIT_FAILED
@@ -425,13 +430,27 @@ def cmd_sync(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    from hpo.tracking import resolve_uri
+
+    uri = resolve_uri(args.tracking_uri)
     base = f"http://{args.host}:{args.port}"
-    print(
-        f"MLflow UI on {base} (store {uri}); a study's trials: "
-        f"{base}/#/experiments/<id>/runs (open the experiment, then the Runs tab)",
-        flush=True,
-    )
+    print(f"MLflow UI on {base} (store {uri})", flush=True)
+    try:
+        pages = _study_pages(uri, args.host, args.port)
+    except Exception as exc:  # listing is a courtesy: the UI starts anyway
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        print(f"  (cannot list the studies in {uri}: {lines[0][:200]})", flush=True)
+        pages = None
+    if pages:
+        print("runs table of each study (nested: study > rounds > trials):", flush=True)
+        for experiment, url in pages:
+            print(f"  {experiment}: {url}", flush=True)
+    elif pages is not None:
+        print(
+            f"  no hpo study in this store yet (make study); a study's runs will be at "
+            f"{base}/#/experiments/<id>/runs",
+            flush=True,
+        )
     mlflow = Path(sys.executable).with_name("mlflow")
     cmd = [
         str(mlflow) if mlflow.exists() else "mlflow",
@@ -445,6 +464,25 @@ def cmd_ui(args) -> int:
     ]
     os.execvp(cmd[0], cmd)
     return 0
+
+
+def _study_pages(uri: str, host: str, port: int) -> list[tuple[str, str]]:
+    """(experiment name, runs-table URL) of every experiment the hpo mirror wrote to."""
+    from hpo.tracking import Mirror
+
+    db = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and not Path(db.split("?")[0]).exists():
+        return []  # no store yet: do not create one just to find it empty
+    from mlflow import MlflowClient
+
+    pages = []
+    for exp in MlflowClient(uri).search_experiments(max_results=1000):
+        study = exp.tags.get("hpo.study")
+        if study:
+            mirror = Mirror(study, tracking_uri=uri, experiment=exp.name)
+            mirror.experiment_id = exp.experiment_id
+            pages.append((exp.name, mirror.experiment_url(host, port)))
+    return pages
 
 
 COMMANDS = {

@@ -48,3 +48,57 @@ def diverges_when_large(params, ctx):
     if params["lr"] >= 0.1:
         raise Diverged("loss is nan at epoch 1")
     return bowl({"lr": params["lr"], "y": 0.3})
+
+
+def _until_exists(path, timeout=60.0):
+    """Wait (bounded) until ``path`` exists, so a test that never opens its gate cannot hang."""
+    end = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+def _curves(params, ctx):
+    """Three epochs of made-up curves that depend on the params (so each trial's differ)."""
+    for epoch in range(1, 4):
+        ctx.report(
+            epoch,
+            {"val_acc": params["y"] * epoch / 3, "train_loss": params["lr"] * 1e3 / epoch},
+        )
+
+
+def curves(params, ctx):
+    """Reports val_acc and train_loss for three epochs, scores ``bowl``."""
+    _curves(params, ctx)
+    return bowl(params)
+
+
+class CurvesGated:
+    """``curves``, but trials numbered ``free`` and up wait until the file ``gate`` exists: a study
+    cannot end before the test opens the gate, whatever the timing."""
+
+    def __init__(self, gate, free):
+        self.gate, self.free = str(gate), free
+
+    def __call__(self, params, ctx):
+        if ctx.number >= self.free:
+            _until_exists(self.gate)
+        return curves(params, ctx)
+
+
+class CurvesKilling:
+    """``curves``; the first trial of round ``at_round`` kills the process group whose id is in
+    the file ``pid_file`` (a tracking server), so the rest of the study runs without it."""
+
+    def __init__(self, pid_file, at_round=2):
+        self.pid_file, self.at_round = str(pid_file), at_round
+
+    def __call__(self, params, ctx):
+        import contextlib
+        import signal
+
+        if ctx.round == self.at_round and ctx.number == 0:
+            with open(self.pid_file) as f:
+                pgid = int(f.read())
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+        return curves(params, ctx)
