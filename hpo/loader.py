@@ -28,6 +28,7 @@ def load_study_file(path: str | Path):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ beside it
     try:
         spec.loader.exec_module(module)
     except ValueError as exc:  # a Study or space that rejects its settings
@@ -36,10 +37,15 @@ def load_study_file(path: str | Path):
     except Exception as exc:
         del sys.modules[name]
         where = traceback.extract_tb(exc.__traceback__)[-1]
+        lineno, filename, text = where.lineno, where.filename, str(exc)
+        if isinstance(exc, SyntaxError):  # the traceback ends in importlib, not in the file
+            lineno, filename, text = exc.lineno, exc.filename or str(path), exc.msg
         raise StudyFileError(
-            f"study file: {path} failed to import ({type(exc).__name__}: {exc}, "
-            f"line {where.lineno} of {Path(where.filename).name})"
+            f"study file: {path} failed to import ({type(exc).__name__}: {text}, "
+            f"line {lineno} of {Path(filename).name})"
         ) from None
+    finally:
+        sys.dont_write_bytecode = dont_write
     study = getattr(module, "study", None)
     if not isinstance(study, Study):
         raise StudyFileError(f"study file: {path} must define `study = hpo.Study(...)`")

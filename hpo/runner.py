@@ -138,9 +138,10 @@ def replace_failed(study: optuna.Study, n_trials: int, max_failures: int) -> boo
 
     Returns False (and enqueues nothing) once the round has ``max_failures`` failures and nothing
     finished, or as many failures as its budget: a study whose every trial fails stops early.
+    Interrupted trials (Ctrl-C, SIGTERM) are replaced but are not failures of the objective.
     """
     c = counts(study._storage, study._study_id)
-    failed = c.get("failed", 0) + c.get("interrupted", 0)
+    failed = c.get("failed", 0)
     if (c["done"] == 0 and failed >= max_failures) or failed >= max(n_trials, max_failures):
         return False
     missing = n_trials - c["done"] - c.get("running", 0) - c.get("waiting", 0)
@@ -269,8 +270,11 @@ def worker(job: RoundJob, n_trials: int) -> int:
     return ran
 
 
-def fail_orphans(storage, study_id: int, *, everyone: bool = False) -> int:
+def fail_orphans(storage, study_id: int, *, everyone: bool = False, unowned: bool = False) -> int:
     """Mark RUNNING trials whose worker process is gone (or all, with ``everyone``) as failed.
+
+    ``unowned``: also fail at once the trials claimed by a worker that never signed them (it
+    died right after claiming); otherwise they are failed a minute after their claim.
 
     A worker on this host is checked by pid; RDB storages also fail trials whose heartbeat
     stopped. Returns how many trials were failed.
@@ -280,9 +284,13 @@ def fail_orphans(storage, study_id: int, *, everyone: bool = False) -> int:
     for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get(ATTR["worker"], "")
         h, _, pid = owner.rpartition(":")
-        dead = everyone or (h == host and pid.isdigit() and not _alive(int(pid)))
+        dead = everyone or (
+            h == host
+            and pid.isdigit()
+            and (not _alive(int(pid)) or _started_after(int(pid), t.datetime_start))
+        )
         if not owner:  # claimed but never started: its worker died at once
-            dead = dead or everyone or _claimed_long_ago(t)
+            dead = dead or everyone or unowned or _claimed_long_ago(t)
         if dead:
             status = "interrupted" if everyone else "failed"
             reason = "interrupted" if everyone else f"worker {owner or '?'} died during the trial"
@@ -317,9 +325,7 @@ def _claimed_long_ago(t, seconds: float = 60.0) -> bool:
         return True
     from datetime import datetime
 
-    start = t.datetime_start
-    if start.tzinfo is None:
-        start = start.replace(tzinfo=UTC)
+    start = t.datetime_start.astimezone(UTC)  # Optuna records naive local times
     return (datetime.now(UTC) - start).total_seconds() > seconds
 
 
@@ -335,6 +341,22 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _started_after(pid: int, when) -> bool:
+    """Whether process ``pid`` started after ``when`` (a trial's start, naive local time as Optuna
+    records it): then it is not the trial's worker but a later process given the same pid, as
+    happens after a reboot."""
+    if when is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start, since boot
+        with open("/proc/uptime") as f:
+            boot = time.time() - float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return boot + ticks / os.sysconf("SC_CLK_TCK") > when.timestamp() + 1.0
 
 
 def run_workers(job: RoundJob, n_trials: int, n_workers: int, backend: str = "loky") -> None:

@@ -90,6 +90,8 @@ def check_spec(spec: str | Path) -> None:
                 f"storage: {spec!r} is a folder; give a file path such as "
                 f"{str(path / 'optuna.journal')!r}"
             )
+        if not path.is_file():  # a device such as /dev/full would be read forever
+            raise StorageError(f"storage: {spec!r} is not a regular file; give a file path")
         if not os.access(path, os.W_OK):
             raise StorageError(f"storage: {spec!r} is not writable")
         return
@@ -125,8 +127,13 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
             ) from None
         if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise StorageError(f"storage: {spec!r} is not writable")
-        backend = optuna.storages.journal.JournalFileBackend(str(path), lock_obj=FlockLock(path))
-        return optuna.storages.JournalStorage(backend)
+        try:  # root passes os.access everywhere; /proc and read-only mounts still refuse
+            backend = optuna.storages.journal.JournalFileBackend(
+                str(path), lock_obj=FlockLock(path)
+            )
+            return optuna.storages.JournalStorage(backend)
+        except OSError as exc:
+            raise StorageError(f"storage: cannot write {spec!r} ({exc.strerror})") from None
     scheme = spec.split("://", 1)[0]
     interval, grace = heartbeat_settings()
     try:

@@ -36,7 +36,9 @@ from hpo.runner import (
 from hpo.space import Categorical, SearchSpace
 from hpo.storage import (
     ATTR,
+    StorageError,
     check_spec,
+    describe,
     open_storage,
     parent_attrs,
     round_name,
@@ -232,16 +234,21 @@ class Study:
             )
         if attrs is None and resume:
             raise StudyError(f"no study named {self.name!r} in {self.storage}")
+        storage = open_storage(self.storage)  # an unwritable storage fails here, before MLflow
         mirror = self._mirror()
         if mirror is not None:
-            mirror.prepare()  # an unusable tracking store fails here, before anything is written
-        storage = open_storage(self.storage)
+            mirror.prepare()  # an unusable tracking store fails here, before any study is written
         if attrs is None:
-            parent = optuna.create_study(
-                study_name=self.name, storage=storage, direction=self.direction
-            )
-            parent.set_user_attr(ATTR["config"], self.config())
-            parent.set_user_attr(ATTR["rounds"], [])
+            try:
+                parent = optuna.create_study(
+                    study_name=self.name, storage=storage, direction=self.direction
+                )
+                parent.set_user_attr(ATTR["config"], self.config())
+                parent.set_user_attr(ATTR["rounds"], [])
+            except OSError as exc:  # a full disk: no trial has started yet
+                raise StorageError(
+                    f"storage: cannot write {describe(self.storage)} ({exc.strerror or exc})"
+                ) from None
         _Driver(self, storage, mirror, progress).loop()
         return load_result(storage, self.name, self.out)
 
@@ -373,6 +380,9 @@ class _Driver:
                     if not _is_worker_death(exc) or restarts >= 3 * s.trials:
                         raise
                     restarts += 1
+                    # loky ends the whole pool: a worker may die between claiming a trial and
+                    # signing it; such a trial is failed now rather than after a minute
+                    fail_orphans(self.storage, study._study_id, unowned=True)
                 wait_for_round(self.storage, study._study_id)  # trials of `hpo worker`s elsewhere
             fail_orphans(self.storage, study._study_id)
         self.emit(k, "round_end")
