@@ -215,6 +215,7 @@ def cmd_resume(args) -> int:
 
 
 def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
+    from hpo.storage import StorageError
     from hpo.study import Interrupted, StudyError
     from hpo.tracking import TrackingError
 
@@ -228,7 +229,7 @@ def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
     try:
         with _backend(study, scheduler):
             result = study.run(resume=resume, progress=display)
-    except TrackingError as exc:
+    except (TrackingError, StorageError) as exc:  # unwritable or full: before any trial starts
         print(f"hpo: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Interrupted as exc:

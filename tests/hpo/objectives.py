@@ -102,3 +102,73 @@ class CurvesKilling:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
         return curves(params, ctx)
+
+def _wait_for(path, timeout=60.0):
+    """Wait (bounded) until ``path`` exists; a test that forgets to open the gate cannot hang."""
+    end = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < end:
+        time.sleep(0.01)
+
+
+class Gated:
+    """The first ``free`` calls return at once; later ones wait until the file ``gate`` exists.
+
+    Appends 'start ROUND NUMBER PID' when a call starts and 'end ROUND NUMBER PID' when it ends,
+    so a test can tell how many trials are in flight without timing anything.
+    """
+
+    def __init__(self, log, gate, free=0):
+        self.log, self.gate, self.free = str(log), str(gate), free
+
+    def __call__(self, params, ctx):
+        with open(self.log, "a") as f:
+            f.write(f"start {ctx.round} {ctx.number} {os.getpid()}\n")
+        with open(self.log) as f:
+            started = sum(line.startswith("start") for line in f)
+        if started > self.free:
+            _wait_for(self.gate)
+        with open(self.log, "a") as f:
+            f.write(f"end {ctx.round} {ctx.number} {os.getpid()}\n")
+        return bowl(params)
+
+
+class HangsOnce:
+    """The first call writes its pid to ``marker`` and waits to be killed; others run at once."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __call__(self, params):
+        try:
+            fd = os.open(self.marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            return bowl(params)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        _wait_for(self.marker + ".never")
+        return bowl(params)
+
+
+def non_finite_when_large(params, ctx):
+    """Diverges for lr >= 0.1 in three ways (NaN score, infinite score, Diverged); NaN curves."""
+    from hpo.objective import Diverged
+
+    lr = params["lr"]
+    bad = lr >= 0.1
+    for epoch in range(1, 3):
+        nan_or = (lambda v: math.nan if bad else v)  # noqa: E731
+        ctx.report(epoch, {"val_acc": nan_or(0.5), "train_loss": nan_or(1.0)})
+    if lr >= 0.5:
+        return math.nan
+    if lr >= 0.2:
+        return math.inf
+    if bad:
+        raise Diverged("loss is nan at epoch 1")
+    return bowl({"lr": lr, "y": 0.3})
+
+
+def fails_when_y_large(params):
+    """An objective with a bug for some inputs: those trials fail, the others score."""
+    if params["y"] > 0.6:
+        raise ZeroDivisionError("bug for large y")
+    return bowl(params)
