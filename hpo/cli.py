@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("name")
     common(sync, study_file=False)
 
+    wk = sub.add_parser("worker", help="join a running study from this machine and take trials")
+    wk.add_argument("study_file", help="the study file the driver runs (same code everywhere)")
+    wk.add_argument("--storage", required=True, help="the driver's storage, postgresql+psycopg://")
+    wk.add_argument("--name", help="study name (default: the study file's)")
+
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
     ui.add_argument("--port", type=_positive("--port"), default=5000)
     ui.add_argument("--host", default="127.0.0.1")
@@ -430,6 +435,29 @@ def cmd_sync(args) -> int:
     return 0
 
 
+def cmd_worker(args) -> int:
+    from hpo.distributed import follow
+    from hpo.loader import StudyFileError, load_study_file
+    from hpo.runner import worker_id
+    from hpo.storage import StorageError, describe
+
+    try:
+        study = load_study_file(args.study_file)
+        study = study.with_options(name=args.name, storage=args.storage, tracking=False)
+    except (StudyFileError, ValueError) as exc:
+        raise UsageError(f"hpo worker: {exc}") from None
+    _sigterm_as_interrupt()
+    print(f"worker {worker_id()}: study {study.name!r} in {describe(study.storage)}", flush=True)
+    try:
+        follow(study, log=lambda msg: print(msg, flush=True))
+    except StorageError as exc:
+        raise UsageError(f"hpo worker: {exc}") from None
+    except KeyboardInterrupt:
+        print("worker interrupted; its running trial is recorded as interrupted", flush=True)
+        return EXIT_INTERRUPTED
+    return 0
+
+
 def cmd_ui(args) -> int:
     from hpo.tracking import resolve_uri
 
@@ -491,6 +519,7 @@ COMMANDS = {
     "resume": cmd_resume,
     "report": cmd_report,
     "sync": cmd_sync,
+    "worker": cmd_worker,
     "ui": cmd_ui,
 }
 

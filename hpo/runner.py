@@ -366,5 +366,21 @@ def run_workers(job: RoundJob, n_trials: int, n_workers: int, backend: str = "lo
     if n_workers == 1 and backend == "loky":
         worker(job, n_trials)  # in-process: no pool start-up, same code path
         return
+    if backend == "dask":  # dask pickles by reference what plain pickle accepts, and a study
+        import cloudpickle  # file's objective exists on no other machine: send the job by value
+
+        job = _Pickled(cloudpickle.dumps(job))
     with parallel_config(backend=backend, n_jobs=n_workers):
         Parallel()(delayed(worker)(job, n_trials) for _ in range(n_workers))
+
+
+class _Pickled:
+    """A RoundJob as cloudpickle bytes; unpickling it gives the RoundJob back."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __reduce__(self):
+        import cloudpickle
+
+        return cloudpickle.loads, (self.data,)

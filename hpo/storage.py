@@ -12,6 +12,7 @@ import fcntl
 import json
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,12 +138,7 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
     scheme = spec.split("://", 1)[0]
     interval, grace = heartbeat_settings()
     try:
-        return optuna.storages.RDBStorage(
-            spec,
-            heartbeat_interval=interval,
-            grace_period=grace,
-            engine_kwargs={"pool_pre_ping": True} if not scheme.startswith("sqlite") else None,
-        )
+        return _rdb_storage(spec, interval, grace, scheme)
     except ModuleNotFoundError as exc:
         raise StorageError(
             f"storage: the driver for {scheme!r} is not installed ({exc.name}); "
@@ -150,6 +146,28 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
         ) from exc
     except Exception as exc:  # SQLAlchemy raises many types for an unreachable server
         raise StorageError(f"storage: cannot open {describe(spec)} ({_first_line(exc)})") from exc
+
+
+def _rdb_storage(spec: str, interval: int, grace: int, scheme: str, attempts: int = 3):
+    import warnings
+
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    spec,
+                    heartbeat_interval=interval,
+                    grace_period=grace,
+                    engine_kwargs=None if scheme.startswith("sqlite") else {"pool_pre_ping": True},
+                )
+        except (IntegrityError, ProgrammingError):
+            # processes creating the tables of an empty database at once: one wins, the rest retry
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
 
 
 def heartbeat_settings() -> tuple[int, int]:

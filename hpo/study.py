@@ -278,7 +278,8 @@ class Study:
     def round_job(self, k: int, space: SearchSpace) -> RoundJob:
         """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s)."""
         return RoundJob(
-            storage=self.storage,
+            # a journal path made absolute: Dask workers may run in another folder (same disk)
+            storage=self.storage if "://" in self.storage else str(Path(self.storage).resolve()),
             study_name=round_name(self.name, k),
             round=k,
             space_dict=space.to_dict(),

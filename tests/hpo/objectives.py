@@ -172,3 +172,28 @@ def fails_when_y_large(params):
     if params["y"] > 0.6:
         raise ZeroDivisionError("bug for large y")
     return bowl(params)
+
+
+class Gate:
+    """For the multi-process tests: records ``start-<round>-<number>-<pid>`` in ``folder`` when a
+    trial starts, then waits until ``need`` processes have started trials of the round (so every
+    worker provably takes part), and scores ``bowl``. With ``HPO_TEST_HANG=1`` in its environment
+    a worker hangs in its trial instead, to be killed."""
+
+    def __init__(self, folder, need=1, timeout=60.0):
+        self.folder, self.need, self.timeout = str(folder), need, timeout
+
+    def __call__(self, params, ctx):
+        from pathlib import Path
+
+        folder = Path(self.folder)
+        (folder / f"start-{ctx.round}-{ctx.number}-{os.getpid()}").touch()
+        if os.environ.get("HPO_TEST_HANG"):
+            time.sleep(self.timeout)
+        end = time.monotonic() + self.timeout
+        while time.monotonic() < end:
+            pids = {p.name.split("-")[3] for p in folder.glob(f"start-{ctx.round}-*")}
+            if len(pids) >= self.need:
+                break
+            time.sleep(0.02)
+        return bowl(params)
