@@ -25,6 +25,7 @@ import numpy as np
 import optuna
 
 from hpo import Data, ModelObjective, Study
+from hpo.figures import shrink_png
 from hpo.report import curves_of
 from hpo.storage import open_storage, round_name
 from models import Dataset, split
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for src, dst in (("curves", "curves"), ("scores", "scores"), ("ranges_fig", "ranges")):
                 if src in (files := _report_files(result)):
-                    shutil.copyfile(files[src], figs / f"six_five_{dst}.png")
+                    shrink_png(shutil.copyfile(files[src], figs / f"six_five_{dst}.png"))
             numbers = numbers_six_five(study, result)
             text = md_six_five(numbers, head)
         stored[key] = {"study": study.name, "data": dataset.name, "seconds": seconds} | {
