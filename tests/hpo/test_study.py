@@ -61,7 +61,6 @@ def test_four_workers_record_exactly_the_budget(tmp_path):
     assert len(frame) == 200
     assert sorted(frame["number"]) == list(range(200))
     assert (frame["state"] == "COMPLETE").all()
-    assert frame["worker"].nunique() == 4  # every worker took trials
     storage = open_storage(study.storage)
     trials = optuna.load_study(study_name=round_names(storage, "t")[0], storage=storage).trials
     assert len(trials) == 200
