@@ -133,16 +133,25 @@ def counts(storage, study_id: int) -> dict[str, int]:
     return out
 
 
+def too_many_failures(c: dict[str, int], n_trials: int, max_failures: int) -> bool:
+    """A round whose first ``max_failures`` trials all failed, or with as many failures as its
+    budget, stops: a study whose every trial fails must not run its whole budget."""
+    failed = c.get("failed", 0)
+    return (c["done"] == 0 and failed >= max_failures) or failed >= max(n_trials, max_failures)
+
+
 def replace_failed(study: optuna.Study, n_trials: int, max_failures: int) -> bool:
     """Enqueue WAITING trials so that done + running + waiting reaches ``n_trials``.
+
+    Only the driver calls this, between runs of the workers: a single writer of the queue, so
+    two workers replacing failures at once can never push the round past its budget.
 
     Returns False (and enqueues nothing) once the round has ``max_failures`` failures and nothing
     finished, or as many failures as its budget: a study whose every trial fails stops early.
     Interrupted trials (Ctrl-C, SIGTERM) are replaced but are not failures of the objective.
     """
     c = counts(study._storage, study._study_id)
-    failed = c.get("failed", 0)
-    if (c["done"] == 0 and failed >= max_failures) or failed >= max(n_trials, max_failures):
+    if too_many_failures(c, n_trials, max_failures):
         return False
     missing = n_trials - c["done"] - c.get("running", 0) - c.get("waiting", 0)
     for _ in range(max(missing, 0)):
@@ -267,7 +276,9 @@ def worker(job: RoundJob, n_trials: int) -> int:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # failed meanwhile by the driver (heartbeat late): it has been replaced
         ran += 1
-        if status == "failed" and not replace_failed(study, n_trials, job.max_failures):
+        if status == "failed" and too_many_failures(
+            counts(study._storage, study._study_id), n_trials, job.max_failures
+        ):
             break  # every trial fails: stop instead of running the whole budget
     return ran
 
