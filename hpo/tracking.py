@@ -191,6 +191,8 @@ class Mirror:
 
     def _mlflow(self) -> MlflowClient:
         if self._client is None:
+            # MLflow prints a "View run ... at" line per run on HTTP stores: hundreds per study
+            os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
             from mlflow import MlflowClient
 
             self._client = MlflowClient(self.tracking_uri)
@@ -277,6 +279,10 @@ class Mirror:
         refused = re.search(r"\[Errno -?\d+\] ([^'\"()]+)", text)
         if refused and self.tracking_uri.startswith("http"):
             return f"tracking: cannot reach {self.tracking_uri} ({refused.group(1).strip()})"
+        # a server that dies mid-request: the connection drops without an errno
+        dropped = re.search(r"(RemoteDisconnected|Connection aborted|Max retries|timed out)", text)
+        if dropped and self.tracking_uri.startswith("http"):
+            return f"tracking: cannot reach {self.tracking_uri} ({dropped.group(1)})"
         if isinstance(exc, OSError) and exc.strerror:
             text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
         line = text.splitlines()[0] if text else type(exc).__name__
