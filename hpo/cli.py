@@ -27,29 +27,19 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _positive(name: str):
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse names the option in its message)."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name}: must be an integer >= 1, got {text!r}"
-            ) from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name}: must be an integer >= 1, got {text!r}")
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}")
         return value
 
     return parse
-
-
-def _natural(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--seed: must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"--seed: must be an integer >= 0, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,15 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--no-tracking", action="store_true", help="do not mirror to MLflow")
         if study_file:
-            sp.add_argument("--rounds", type=_positive("--rounds"))
-            sp.add_argument("--trials", type=_positive("--trials"), help="trials per round")
+            sp.add_argument("--rounds", type=_at_least(1))
+            sp.add_argument("--trials", type=_at_least(1), help="trials per round")
             sp.add_argument(
                 "--workers",
-                type=_positive("--workers"),
+                type=_at_least(1),
                 help="worker processes (default: the number of CPUs)",
             )
-            sp.add_argument("--seed", type=_natural)
-            sp.add_argument("--sampler", choices=["random", "tpe", "qmc", "cmaes"])
+            sp.add_argument("--seed", type=_at_least(0))
+            sp.add_argument("--sampler", choices=["random", "tpe", "qmc", "cmaes", "grid"])
             sp.add_argument("--pruner", choices=["none", "median", "hyperband"])
             sp.add_argument("--backend", choices=["loky", "dask"])
             sp.add_argument("--scheduler", help="Dask scheduler address, with --backend dask")
@@ -97,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="finish an interrupted study")
     resume.add_argument("name")
     resume.add_argument("--study-file", help="study file (default: the one it was started from)")
-    resume.add_argument("--workers", type=_positive("--workers"))
+    resume.add_argument("--workers", type=_at_least(1))
     common(resume, study_file=False)
 
     report = sub.add_parser("report", help="print a study's table and write its figures")
@@ -114,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--name", help="study name (default: the study file's)")
 
     ui = sub.add_parser("ui", help="start the MLflow UI on 127.0.0.1")
-    ui.add_argument("--port", type=_positive("--port"), default=5000)
+    ui.add_argument("--port", type=_at_least(1), default=5000)
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--tracking-uri")
     return p
@@ -211,7 +201,7 @@ def cmd_resume(args) -> int:
             storage=storage,
             out=args.out or config.get("out"),
             source=source,
-            tracking_uri=args.tracking_uri,
+            tracking_uri=args.tracking_uri or config.get("tracking_uri"),  # the same mirror
             tracking=False if args.no_tracking else None,
         )
     except (StudyFileError, ValueError) as exc:
@@ -239,7 +229,8 @@ def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
         return EXIT_BAD_INPUT
     except Interrupted as exc:
         display.close()
-        print(f"\n{exc}. Resume with:\n  hpo resume {study.name} --storage {study.storage}")
+        storage = study.storage if "://" in study.storage else Path(study.storage).resolve()
+        print(f"\n{exc}. Resume with:\n  hpo resume {study.name} --storage {storage}")
         return EXIT_INTERRUPTED
     except StudyError as exc:
         display.close()
@@ -350,7 +341,7 @@ def print_result(result) -> None:
     if result.best_params:
         params = ", ".join(f"{k}={_num(v)}" for k, v in result.best_params.items())
         print(f"best configuration: {params}")
-        print(f"best validation score: {result.best_value:.4f}")
+        print(f"best score ({result.metric}): {result.best_value:.4f}")
     if result.test_score is not None:
         print(f"test score of the best configuration (retrained once): {result.test_score:.4f}")
     if result.files:

@@ -104,6 +104,17 @@ class Result:
     status: str
     out: Path
     files: dict[str, Path] = field(default_factory=dict)
+    metric: str = "value"  # what the best value measures, e.g. val_acc
+
+
+def _absolute_uri(uri: str | None) -> str:
+    """The tracking URI with a relative SQLite path made absolute, so a resume finds it."""
+    from hpo.tracking import resolve_uri
+
+    uri = resolve_uri(uri)
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
+    return uri
 
 
 def _check_int(name: str, value: Any, low: int) -> None:
@@ -156,6 +167,7 @@ class Study:
         backend: str = "loky",
         max_failures: int = 5,
         source: str | None = None,
+        figures: Callable[..., Any] | None = None,
     ):
         if (
             not isinstance(name, str)
@@ -189,6 +201,8 @@ class Study:
             raise ValueError("narrowing: must be a hpo.NarrowingPolicy")
         if stop is not None and not isinstance(stop, StopPolicy):
             raise ValueError("stop: must be a hpo.StopPolicy")
+        if figures is not None and not callable(figures):
+            raise ValueError("figures: must be a callable (result, curves, out_dir) -> paths")
         self._args = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if fixed is not None:
             try:
@@ -208,6 +222,7 @@ class Study:
         self.experiment = experiment or name
         self.fixed = fixed or {}
         self.backend, self.max_failures, self.source = backend, max_failures, source
+        self.figures = figures
 
     def with_options(self, **changes: Any) -> Study:
         """A copy with some settings changed (validated again), e.g. from command-line options."""
@@ -272,6 +287,7 @@ class Study:
                 "out": str(self.out),
                 "space": self.space.to_dict(),
                 "backend": self.backend,
+                "tracking_uri": _absolute_uri(self.tracking_uri) if self.tracking else None,
             }
         )
 
@@ -439,12 +455,21 @@ class _Driver:
         final = getattr(self.s.objective, "final", None)
         if best and callable(final) and ATTR["test_score"] not in attrs:
             self.emit(self.rounds()[-1]["round"], "final")
-            scores = final(best["params"], trial_seed(self.s.seed, 0, best["number"]))
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):  # as in the workers: the same numbers whatever the backend
+                scores = final(best["params"], trial_seed(self.s.seed, 0, best["number"]))
             if "test_score" in scores:
                 self.set("test_score", scores["test_score"])
         from hpo.report import write_report
 
         files = write_report(self.storage, self.s.name, self.s.out)
+        if self.s.figures is not None:  # the study's own figures, e.g. 6-3's 4 x 4 grid
+            from hpo.report import curves_of
+
+            result = load_result(self.storage, self.s.name, self.s.out)
+            for path in self.s.figures(result, curves_of(self.storage, self.s.name), result.out):
+                files[Path(path).name] = Path(path)
         if self.mirror is not None:
             attrs = parent_attrs(self.storage, self.s.name)
             self.mirror.finish(
@@ -570,4 +595,5 @@ def load_result(storage, name: str, out: Path | None = None) -> Result:
         status=attrs.get(ATTR["status"], "?"),
         out=out / name,
         files=files,
+        metric=config.get("metric") or "value",
     )

@@ -95,6 +95,7 @@ def build(dataset: Dataset, *, epochs: int = EPOCHS, n_images: int = N_IMAGES) -
         rounds=1,
         trials=len(VARIANTS) * len(REPLICATES),
         seed=0,
+        figures=figures,  # train and test curves of every variant, written by `hpo run`
         fixed={
             "hidden": "100x6",
             "optimizer": "sgd",

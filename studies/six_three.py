@@ -46,6 +46,7 @@ def build(dataset: Dataset, *, epochs: int = EPOCHS, n_images: int = N_IMAGES) -
         rounds=1,
         trials=len(STDS) * 2,
         seed=0,
+        figures=figures,  # the 4 x 4 grid, written next to the report by `hpo run`
         fixed={
             "hidden": "100x5",
             "optimizer": "sgd",
