@@ -103,6 +103,7 @@ class CurvesKilling:
                 os.killpg(pgid, signal.SIGKILL)
         return curves(params, ctx)
 
+
 def _wait_for(path, timeout=60.0):
     """Wait (bounded) until ``path`` exists; a test that forgets to open the gate cannot hang."""
     end = time.monotonic() + timeout
@@ -156,7 +157,7 @@ def non_finite_when_large(params, ctx):
     lr = params["lr"]
     bad = lr >= 0.1
     for epoch in range(1, 3):
-        nan_or = (lambda v: math.nan if bad else v)  # noqa: E731
+        nan_or = lambda v: math.nan if bad else v  # noqa: E731
         ctx.report(epoch, {"val_acc": nan_or(0.5), "train_loss": nan_or(1.0)})
     if lr >= 0.5:
         return math.nan
