@@ -14,11 +14,13 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
-import pandas as pd
 from optuna.storages.journal._file import BaseJournalFileLock
+
+if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported where used
+    import pandas as pd
 
 __all__ = [
     "ATTR",
@@ -299,6 +301,8 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
         "worker",
         "reason",
     ]
+    import pandas as pd
+
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=columns)
