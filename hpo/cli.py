@@ -154,6 +154,8 @@ def cmd_run(args) -> int:
         )
     except (StudyFileError, ValueError) as exc:
         raise UsageError(f"hpo run: {exc}") from None
+    if args.scheduler and study.backend != "dask":
+        raise UsageError("hpo run: --scheduler: needs --backend dask (or backend='dask')")
     if args.name is None:
         study = _free_name(study)
     return _execute(study, resume=False, scheduler=args.scheduler)
@@ -379,8 +381,10 @@ def cmd_report(args) -> int:
     try:
         store = open_storage(storage, create=False)
         load_result(store, args.name)
-    except (StorageError, StudyError) as exc:
+    except StorageError as exc:
         raise UsageError(f"hpo report: {exc}") from None
+    except StudyError:
+        raise UsageError(f"hpo report: name: no study {args.name!r} in {storage}") from None
     write_report(store, args.name, _out(args))
     result = load_result(store, args.name, _out(args))
     import pandas as pd

@@ -31,9 +31,15 @@ def load_study_file(path: str | Path):
     dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ beside it
     try:
         spec.loader.exec_module(module)
-    except ValueError as exc:  # a Study or space that rejects its settings
+    except ValueError as exc:  # a Study or space that rejects its settings: say where
         del sys.modules[name]
-        raise StudyFileError(f"{path}: {str(exc).splitlines()[0]}") from None
+        lines = [
+            f.lineno
+            for f in traceback.extract_tb(exc.__traceback__)
+            if Path(f.filename).resolve() == path.resolve()
+        ]
+        where = f" (line {lines[-1]})" if lines else ""
+        raise StudyFileError(f"{path}{where}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:
         del sys.modules[name]
         where = traceback.extract_tb(exc.__traceback__)[-1]

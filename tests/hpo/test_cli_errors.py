@@ -36,7 +36,7 @@ CASES = [
     (["run", "imports.py"], "No module named 'hpo_missing_dependency', line 2 of imports.py"),
     (["run", "raises.py"], "RuntimeError: boom, line 3 of raises.py"),
     (["run", "nostudy.py"], "must define `study = hpo.Study(...)`"),
-    (["run", "badspace.py"], "`low > 0` must hold on a log scale"),
+    (["run", "badspace.py"], "badspace.py (line 3): `low > 0` must hold on a log scale"),
     (["run", "badtrials.py"], "trials: must be an integer >= 1, got 0"),
     (["run", "badname.py"], "name: must be a non-empty string without '/'"),
     (["run", "ok.py", "--rounds", "0"], "--rounds: must be an integer >= 1, got '0'"),
@@ -52,6 +52,7 @@ CASES = [
     (["run", "ok.py", "--name", "a/b"], "name: must be a non-empty string without '/'"),
     (["run", "ok.py", "--name", ""], "name: must be a non-empty string"),
     (["run", "ok.py", "--bogus"], "unrecognized arguments: --bogus"),
+    (["run", "ok.py", "--scheduler", "tcp://h:8786"], "--scheduler: needs --backend dask"),
     (["resume"], "name"),
     (["resume", "s"], "no storage at 'runs/optuna.journal'"),
     (["resume", "s", "--storage", "redis://h/0"], "storage: unsupported scheme 'redis'"),
@@ -104,6 +105,6 @@ def test_an_unknown_study_name_in_an_existing_storage(tmp_path, command):
     result = hpo(tmp_path, command, "unknown")
     assert result.returncode == 2, result.stdout + result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert "'unknown'" in result.stderr and "Traceback" not in result.stderr
+    assert "name: no study 'unknown'" in result.stderr and "Traceback" not in result.stderr
     assert files(tmp_path) == before
     assert [s.study_name for s in optuna.get_all_study_summaries(storage)] == ["known"]
