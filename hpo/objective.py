@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -121,6 +121,13 @@ class ModelObjective:
             )
         self.factory, self.data, self.epochs = factory, data, epochs
         self.metric, self.eval_train = metric, eval_train
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Workers get the objective without the test split: tuning cannot see it, and a round
+        ships 3 MB less to each worker at the 6-5 sizes."""
+        state = dict(self.__dict__)
+        state["data"] = replace(self.data, X_test=None, y_test=None)
+        return state
 
     @property
     def direction(self) -> str:

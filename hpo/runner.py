@@ -255,6 +255,17 @@ def run_trial(job: RoundJob, study: optuna.Study, trial_id: int) -> str:
     return status
 
 
+_STORAGES: dict[str, optuna.storages.BaseStorage] = {}
+
+
+def _worker_storage(spec: str) -> optuna.storages.BaseStorage:
+    """One storage object per worker process, kept across rounds: a journal is then read
+    incrementally instead of replayed from its start each round (0.1 s a round at 6-5 sizes)."""
+    if spec not in _STORAGES:
+        _STORAGES[spec] = open_storage(spec)
+    return _STORAGES[spec]
+
+
 def worker(job: RoundJob, n_trials: int) -> int:
     """Worker process body: claim and run WAITING trials of the round until none is left."""
     from threadpoolctl import threadpool_limits
@@ -262,7 +273,7 @@ def worker(job: RoundJob, n_trials: int) -> int:
     threadpool_limits(1)  # W workers use W cores: no BLAS oversubscription
     study = optuna.load_study(
         study_name=job.study_name,
-        storage=open_storage(job.storage),
+        storage=_worker_storage(job.storage),
         sampler=make_sampler(
             job.sampler, trial_seed(job.seed, job.round, 10**9 + os.getpid()), job.space
         ),
@@ -383,7 +394,9 @@ def run_workers(job: RoundJob, n_trials: int, n_workers: int, backend: str = "lo
         import cloudpickle  # file's objective exists on no other machine: send the job by value
 
         job = _Pickled(cloudpickle.dumps(job))
-    with parallel_config(backend=backend, n_jobs=n_workers):
+    # max_nbytes=None: the job's arrays go inline with it; dumping them to memmap files each
+    # round cost more (0.1 s a round at the 6-5 sizes) than sending them
+    with parallel_config(backend=backend, n_jobs=n_workers, max_nbytes=None):
         Parallel()(delayed(worker)(job, n_trials) for _ in range(n_workers))
 
 
