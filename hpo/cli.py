@@ -234,6 +234,10 @@ def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
         storage = study.storage if "://" in study.storage else Path(study.storage).resolve()
         print(f"\n{exc}. Resume with:\n  hpo resume {study.name} --storage {storage}")
         return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # before the first round: no trial ran
+        display.close()
+        print(f"\nstudy {study.name!r} interrupted before its first trial", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except StudyError as exc:
         display.close()
         print(f"hpo: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -381,6 +382,28 @@ def _started_after(pid: int, when) -> bool:
     except (OSError, ValueError, IndexError):
         return False
     return boot + ticks / os.sysconf("SC_CLK_TCK") > when.timestamp() + 1.0
+
+
+def _ready() -> int:
+    import hpo.objective  # noqa: F401  (what a worker needs before its first trial)
+
+    return os.getpid()
+
+
+def warm_up(n_workers: int, backend: str = "loky") -> threading.Thread | None:
+    """Start the worker processes in the background (spawn, imports) while the driver does its
+    own start-up (MLflow), so round 1 does not wait for them. Join the thread before round 1."""
+    if backend != "loky" or n_workers == 1:
+        return None
+    from joblib import Parallel, delayed, parallel_config
+
+    def start() -> None:
+        with parallel_config(backend=backend, n_jobs=n_workers, max_nbytes=None):
+            Parallel()(delayed(_ready)() for _ in range(n_workers))
+
+    thread = threading.Thread(target=start, name="hpo-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def run_workers(job: RoundJob, n_trials: int, n_workers: int, backend: str = "loky") -> None:

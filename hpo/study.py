@@ -32,6 +32,7 @@ from hpo.runner import (
     replace_failed,
     run_workers,
     trial_seed,
+    warm_up,
 )
 from hpo.space import Categorical, SearchSpace
 from hpo.storage import (
@@ -252,7 +253,12 @@ class Study:
         storage = open_storage(self.storage)  # an unwritable storage fails here, before MLflow
         mirror = self._mirror()
         if mirror is not None:
-            mirror.prepare()  # an unusable tracking store fails here, before any study is written
+            warming = warm_up(self.workers, self.backend)  # no trial: just the processes
+            try:
+                mirror.prepare()  # an unusable tracking store fails here, before any study
+            finally:
+                if warming is not None:
+                    warming.join()
         if attrs is None:
             try:
                 parent = optuna.create_study(
