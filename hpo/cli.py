@@ -366,7 +366,7 @@ def _counts(frame, statuses) -> str:
 
 def _range(param: dict) -> str:
     if "low" not in param:
-        return f"{param['type']}{tuple(param.get('choices', ()))}"
+        return f"Categorical({', '.join(_num(c) for c in param.get('choices', ()))})"
     return f"{param['type']}({_num(param['low'])}, {_num(param['high'])})"
 
 
