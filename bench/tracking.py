@@ -24,6 +24,7 @@ def _import_mlflow() -> float:
 def _study(storage, name: str) -> None:
     import optuna
 
+    from hpo.space import LogUniform, SearchSpace
     from hpo.storage import ATTR, round_name
 
     parent = optuna.create_study(storage=storage, study_name=name, direction="maximize")
@@ -41,10 +42,7 @@ def _study(storage, name: str) -> None:
             "fixed": fixed,
         },
     )
-    space = {
-        "lr": {"type": "log_uniform", "low": 1e-6, "high": 1e-2},
-        "weight_decay": {"type": "log_uniform", "low": 1e-8, "high": 1e-4},
-    }
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2), weight_decay=LogUniform(1e-8, 1e-4)).to_dict()
     parent.set_user_attr(
         ATTR["rounds"],
         [

@@ -174,19 +174,29 @@ def _free_name(study):
     return study.with_options(name=f"{base}-{i}")
 
 
-def cmd_resume(args) -> int:
-    from hpo.loader import StudyFileError, load_study_file
-    from hpo.storage import ATTR, StorageError, open_storage, parent_attrs
+def _stored_study(args, command: str):
+    """(storage spec, storage, parent attrs) of the study ``args.name`` names, for resume, report
+    and sync: a one-line usage error when the storage or the study is not there."""
+    from hpo.storage import StorageError, open_storage, parent_attrs
 
     storage = _storage(args)
     try:
         if "://" not in storage and not Path(storage).exists():
-            raise UsageError(f"hpo resume: no storage at {storage!r} (give --storage or --out)")
-        attrs = parent_attrs(open_storage(storage, create=False), args.name)
+            raise StorageError(f"no storage at {storage!r} (give --storage or --out)")
+        store = open_storage(storage, create=False)
     except StorageError as exc:
-        raise UsageError(f"hpo resume: {exc}") from None
+        raise UsageError(f"hpo {command}: {exc}") from None
+    attrs = parent_attrs(store, args.name)
     if attrs is None:
-        raise UsageError(f"hpo resume: name: no study {args.name!r} in {storage}")
+        raise UsageError(f"hpo {command}: name: no study {args.name!r} in {storage}")
+    return storage, store, attrs
+
+
+def cmd_resume(args) -> int:
+    from hpo.loader import StudyFileError, load_study_file
+    from hpo.storage import ATTR
+
+    storage, _, attrs = _stored_study(args, "resume")
     config = attrs[ATTR["config"]]
     source = args.study_file or config.get("source")
     if not source:
@@ -376,19 +386,9 @@ def _num(v) -> str:
 
 def cmd_report(args) -> int:
     from hpo.report import write_report
-    from hpo.storage import StorageError, open_storage
-    from hpo.study import StudyError, load_result
+    from hpo.study import load_result
 
-    storage = _storage(args)
-    if "://" not in storage and not Path(storage).exists():
-        raise UsageError(f"hpo report: no storage at {storage!r} (give --storage or --out)")
-    try:
-        store = open_storage(storage, create=False)
-        load_result(store, args.name)
-    except StorageError as exc:
-        raise UsageError(f"hpo report: {exc}") from None
-    except StudyError:
-        raise UsageError(f"hpo report: name: no study {args.name!r} in {storage}") from None
+    _, store, _ = _stored_study(args, "report")
     write_report(store, args.name, _out(args))
     result = load_result(store, args.name, _out(args))
     import pandas as pd
@@ -401,19 +401,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    from hpo.storage import StorageError, open_storage, parent_attrs
     from hpo.tracking import Mirror, TrackingError
 
-    storage = _storage(args)
-    try:
-        if "://" not in storage and not Path(storage).exists():
-            raise StorageError(f"storage: no storage at {storage!r} (give --storage or --out)")
-        store = open_storage(storage, create=False)
-    except StorageError as exc:
-        raise UsageError(f"hpo sync: {exc}") from None
-    attrs = parent_attrs(store, args.name)
-    if attrs is None:
-        raise UsageError(f"hpo sync: name: no study {args.name!r} in {storage}")
+    _, store, attrs = _stored_study(args, "sync")
     experiment = attrs.get("hpo.config", {}).get("experiment")
     mirror = Mirror(args.name, tracking_uri=args.tracking_uri, experiment=experiment)
     try:

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from hpo.objective import Diverged, TrialContext, call_objective
 from hpo.space import Categorical, IntRange, SearchSpace
-from hpo.storage import ATTR, FINISHED_STATUSES, open_storage
+from hpo.storage import ATTR, FINISHED_STATUSES, open_storage, trial_status
 
 __all__ = ["RoundJob", "SAMPLERS", "PRUNERS", "make_pruner", "make_sampler", "run_workers"]
 
@@ -128,7 +128,7 @@ def counts(storage, study_id: int) -> dict[str, int]:
     """Trials of a round by hpo status (finished/pruned/diverged/failed/...), plus 'done'."""
     out: dict[str, int] = {}
     for t in storage.get_all_trials(study_id, deepcopy=False):
-        status = t.user_attrs.get(ATTR["trial_status"]) or t.state.name.lower()
+        status = trial_status(t)
         out[status] = out.get(status, 0) + 1
     out["done"] = sum(out.get(s, 0) for s in FINISHED_STATUSES)
     return out

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported w
 
 __all__ = [
     "ATTR",
+    "best_score",
     "check_spec",
     "StorageError",
     "describe",
@@ -33,6 +34,8 @@ __all__ = [
     "round_name",
     "round_names",
     "set_parent_attr",
+    "trial_score",
+    "trial_status",
     "trials_frame",
 ]
 
@@ -270,15 +273,12 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
             continue
         for t in storage.get_all_trials(sid, deepcopy=False):
             ua = t.user_attrs
-            status = ua.get(ATTR["trial_status"]) or _default_status(t.state)
-            # Optuna gives a pruned trial its last intermediate value: only COMPLETE ones score
-            complete = t.state == optuna.trial.TrialState.COMPLETE
-            value = _finite(t.values[0]) if t.values and complete else None
+            value = trial_score(t)
             row = {
                 "round": k,
                 "number": t.number,
                 "state": t.state.name,
-                "status": status,
+                "status": trial_status(t),
                 "value": value if value is not None else math.nan,
                 "duration": ua.get(ATTR["duration"], math.nan),
                 "seed": ua.get(ATTR["seed"]),
@@ -300,6 +300,8 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
         "seed",
         "worker",
         "reason",
+        "started",
+        "completed",
     ]
     import pandas as pd
 
@@ -309,14 +311,34 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
     return frame
 
 
-def _default_status(state: optuna.trial.TrialState) -> str:
-    return {
-        "COMPLETE": "finished",
-        "PRUNED": "pruned",
-        "FAIL": "failed",
-        "RUNNING": "running",
-        "WAITING": "waiting",
-    }[state.name]
+_STATUS_OF_STATE = {
+    "COMPLETE": "finished",
+    "PRUNED": "pruned",
+    "FAIL": "failed",
+    "RUNNING": "running",
+    "WAITING": "waiting",
+}
+
+
+def trial_status(t: optuna.trial.FrozenTrial) -> str:
+    """hpo's status of a trial: what its worker recorded, else the one its Optuna state implies."""
+    return t.user_attrs.get(ATTR["trial_status"]) or _STATUS_OF_STATE[t.state.name]
+
+
+def trial_score(t: optuna.trial.FrozenTrial) -> float | None:
+    """The trial's finite score, or None. Optuna gives a pruned trial its last intermediate
+    value: only COMPLETE trials score, so no ranking ever sees a pruned or diverged one."""
+    if t.state != optuna.trial.TrialState.COMPLETE or not t.values:
+        return None
+    return _finite(t.values[0])
+
+
+def best_score(trials, *, minimize: bool) -> float | None:
+    """The best finite score among ``trials``, or None."""
+    scores = [v for v in map(trial_score, trials) if v is not None]
+    if not scores:
+        return None
+    return min(scores) if minimize else max(scores)
 
 
 def to_json(value: Any) -> Any:

@@ -38,6 +38,7 @@ from hpo.space import Categorical, SearchSpace
 from hpo.storage import (
     ATTR,
     StorageError,
+    best_score,
     check_spec,
     describe,
     open_storage,
@@ -232,17 +233,23 @@ class Study:
         return Study(kw.pop("name"), kw.pop("space"), kw.pop("objective"), **kw)
 
     # ------------------------------------------------------------------ running
+    def _existing_storage(self):
+        """The storage if it already exists, else None: nothing is created."""
+        if "://" not in self.storage and not Path(self.storage).exists():
+            return None
+        return open_storage(self.storage)
+
     def exists(self) -> bool:
         """Whether a study of this name is already in the storage (only reads the storage)."""
-        if "://" not in self.storage and not Path(self.storage).exists():
-            return False
-        return parent_attrs(open_storage(self.storage), self.name) is not None
+        storage = self._existing_storage()
+        return storage is not None and parent_attrs(storage, self.name) is not None
 
     def run(
         self, *, resume: bool = False, progress: Callable[[Progress], None] | None = None
     ) -> Result:
         """Run every round (or, with ``resume``, finish an interrupted study); return the result."""
-        attrs = parent_attrs(open_storage(self.storage), self.name) if self.exists() else None
+        storage = self._existing_storage()  # opened once: a journal is replayed on opening
+        attrs = parent_attrs(storage, self.name) if storage is not None else None
         if attrs is not None and not resume:
             raise StudyError(
                 f"study {self.name!r} already exists in {self.storage}; "
@@ -250,7 +257,8 @@ class Study:
             )
         if attrs is None and resume:
             raise StudyError(f"no study named {self.name!r} in {self.storage}")
-        storage = open_storage(self.storage)  # an unwritable storage fails here, before MLflow
+        if storage is None:  # an unwritable storage fails here, before MLflow
+            storage = open_storage(self.storage)
         mirror = self._mirror()
         if mirror is not None:
             warming = warm_up(self.workers, self.backend)  # no trial: just the processes
@@ -347,8 +355,10 @@ class _Driver:
                 record = self.rounds()[-1]
                 k = record["round"]
                 space = SearchSpace.from_dict(record["space"])
-                frame = self.run_round(k, space)
-                best = self.update_best()
+                self.run_round(k, space)
+                trials = trials_frame(self.storage, s.name)  # read once per round
+                frame = trials[trials["round"] == k]
+                self.update_best(trials)
                 finished = frame[frame["status"].isin(("finished",))]
                 if finished.empty:
                     raise StudyError(self.all_failed_message(k, frame))
@@ -356,7 +366,7 @@ class _Driver:
                     self.set("status", "finished")
                     break
                 new_space, changes = narrow(space, frame, direction=s.direction, policy=s.narrowing)
-                why = self.should_stop(k, changes, best)
+                why = self.should_stop(k, changes, trials)
                 if why:
                     self.set("status", f"stopped: {why}")
                     break
@@ -379,7 +389,7 @@ class _Driver:
         self.set("rounds", rounds)
         self.emit(k, "narrowed" if k > 1 else "round_start")
 
-    def run_round(self, k: int, space: SearchSpace) -> pd.DataFrame:
+    def run_round(self, k: int, space: SearchSpace) -> None:
         s = self.s
         name = round_name(s.name, k)
         study = optuna.create_study(
@@ -409,14 +419,11 @@ class _Driver:
                 wait_for_round(self.storage, study._study_id)  # trials of `hpo worker`s elsewhere
             fail_orphans(self.storage, study._study_id)
         self.emit(k, "round_end")
-        frame = trials_frame(self.storage, s.name)
-        return frame[frame["round"] == k]
 
-    def update_best(self) -> float | None:
-        frame = trials_frame(self.storage, self.s.name)
-        ok = frame[(frame["status"] == "finished") & frame["value"].notna()]
+    def update_best(self, trials: pd.DataFrame) -> None:
+        ok = trials[(trials["status"] == "finished") & trials["value"].notna()]
         if ok.empty:
-            return None
+            return
         i = ok["value"].idxmax() if self.s.direction == "maximize" else ok["value"].idxmin()
         row = ok.loc[i]
         params = {
@@ -431,15 +438,13 @@ class _Driver:
             "number": int(row["number"]),
         }
         self.set("best", best)
-        return best["value"]
 
-    def should_stop(self, k: int, changes, best: float | None) -> str | None:
+    def should_stop(self, k: int, changes, trials: pd.DataFrame) -> str | None:
         stop = self.s.stop
         if stop.when_unchanged and converged(changes):
             return f"ranges unchanged after round {k}"
         if stop.patience is not None and k > stop.patience:
-            frame = trials_frame(self.storage, self.s.name)
-            ok = frame[frame["status"] == "finished"]
+            ok = trials[trials["status"] == "finished"]
             sign = 1 if self.s.direction == "maximize" else -1
             per_round = (sign * ok.groupby("round")["value"].max()).cummax()
             before = per_round.get(k - stop.patience)
@@ -530,16 +535,8 @@ class _Driver:
 def _round_best(storage, study_id, direction) -> float | None:
     if study_id is None:
         return None
-    values = [
-        t.values[0]
-        for t in storage.get_all_trials(
-            study_id, deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)
-        )
-        if t.values and math.isfinite(t.values[0])
-    ]
-    if not values:
-        return None
-    return max(values) if direction == "maximize" else min(values)
+    trials = storage.get_all_trials(study_id, deepcopy=False)
+    return best_score(trials, minimize=direction == "minimize")
 
 
 class _Monitor:

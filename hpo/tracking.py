@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.storage import ATTR, parent_attrs
+from hpo.space import SearchSpace
+from hpo.storage import ATTR, best_score, parent_attrs, trial_score, trial_status
 
 if TYPE_CHECKING:
     import optuna
@@ -54,11 +55,6 @@ _RUN_STATUS = {
     "diverged": "FINISHED",
     "failed": "FAILED",
     "interrupted": "KILLED",
-}
-_DEFAULT_STATUS = {
-    TrialState.COMPLETE: "finished",
-    TrialState.PRUNED: "pruned",
-    TrialState.FAIL: "failed",
 }
 
 
@@ -390,7 +386,8 @@ class Mirror:
         for t in new:
             self._write_trial(k, t, rid, fixed, metric)
         if new:  # best_score's step = finished trials so far: its history is the round's progress
-            best = _best(trials, storage.get_study_directions(sid)[0].name == "MINIMIZE")
+            minimize = storage.get_study_directions(sid)[0].name == "MINIMIZE"
+            best = best_score(trials, minimize=minimize)
             if best is not None:
                 client.log_metric(rid, "best_score", best, step=len(trials))
 
@@ -421,7 +418,7 @@ class Mirror:
 
         client = self._mlflow()
         ua = t.user_attrs
-        status = ua.get(ATTR["trial_status"]) or _DEFAULT_STATUS[t.state]
+        status = trial_status(t)
         key = f"{self.study_name}/{k}/{t.number}"
         tags = {
             "hpo.kind": "trial",
@@ -460,8 +457,8 @@ class Mirror:
             for i, v in enumerate(curve or [])
             if _finite(v)
         ]
-        if t.values and _finite(t.values[0]):
-            metrics.append(Metric("score", float(t.values[0]), end, 0))
+        if (score := trial_score(t)) is not None:
+            metrics.append(Metric("score", score, end, 0))
         params = {**{str(n): v for n, v in fixed.items()}, **t.params}
         self._log(rid, params=params, metrics=metrics, complete=True)
         self._done.add(key)
@@ -583,17 +580,6 @@ def _ms(dt: datetime | None) -> int:
     return int((dt.timestamp() if dt is not None else time.time()) * 1000)
 
 
-def _best(trials: list[FrozenTrial], minimize: bool) -> float | None:
-    values = [
-        t.values[0]
-        for t in trials
-        if t.state == TrialState.COMPLETE and t.values and _finite(t.values[0])
-    ]
-    if not values:
-        return None
-    return min(values) if minimize else max(values)
-
-
 def _study_run_status(status: str, final: bool) -> str:
     """hpo.status of the parent study -> MLflow run status (``final``: at the study's end)."""
     if status == "interrupted":
@@ -622,39 +608,10 @@ def _study_params(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def _round_params(info: Mapping[str, Any]) -> dict[str, str]:
     """``range.<p>`` for every parameter, ``reason.<p>``/``detail.<p>`` for every change."""
-    out = {f"range.{p}": _format_range(d) for p, d in (info.get("space") or {}).items()}
+    space = SearchSpace.from_dict(info.get("space") or {})
+    out = {f"range.{p}": str(param) for p, param in space.items()}
     for p, change in (info.get("changes") or {}).items():
         for field in ("reason", "detail"):
             if isinstance(change, Mapping) and change.get(field) is not None:
                 out[f"{field}.{p}"] = change[field]
     return out
-
-
-_KINDS = {
-    "loguniform": "LogUniform",
-    "uniform": "Uniform",
-    "int": "IntRange",
-    "intrange": "IntRange",
-    "categorical": "Categorical",
-}
-
-
-def _format_range(d: Any) -> str:
-    """``LogUniform(1e-06, 0.01)`` from a serialised parameter (hpo's own dict, or Optuna's
-    ``distribution_to_json`` form); anything else is shown as it is."""
-    if not isinstance(d, Mapping):
-        return str(d)
-    attrs = d.get("attributes") if isinstance(d.get("attributes"), Mapping) else d
-    kind = str(d.get("type") or d.get("kind") or d.get("class") or d.get("name") or "")
-    norm = re.sub(r"[^a-z]", "", kind.lower()).removesuffix("distribution")
-    if norm == "float":
-        norm = "loguniform" if attrs.get("log") else "uniform"
-    elif norm in ("int", "intrange") and attrs.get("log"):
-        return f"IntRange({attrs.get('low')}, {attrs.get('high')}, log=True)"
-    name = _KINDS.get(norm, kind or "Range")
-    if "choices" in attrs:
-        return f"{name}({list(attrs['choices'])})"
-    if "low" in attrs and "high" in attrs:
-        extra = "".join(f", {k}={attrs[k]}" for k in ("step",) if attrs.get(k) not in (None, 1))
-        return f"{name}({attrs['low']}, {attrs['high']}{extra})"
-    return str(dict(d))

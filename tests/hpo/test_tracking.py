@@ -14,8 +14,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from hpo.space import Categorical, IntRange, LogUniform, SearchSpace
 from hpo.storage import ATTR, open_storage, round_name
-from hpo.tracking import Mirror, TrackingError, TrackingWarning, _format_range
+from hpo.tracking import Mirror, TrackingError, TrackingWarning
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -26,6 +27,17 @@ DIST = {
 }
 FIXED = {"epochs": 4, "batch_size": 100, "hidden_sizes": [100, 100]}
 CURVES = ("train_loss", "train_acc", "val_loss", "val_acc")
+
+
+def space_of(k: int) -> SearchSpace:
+    """Round k's space, as the driver stores it (``SearchSpace.to_dict``)."""
+    return SearchSpace(
+        lr=LogUniform(1e-6 * k, 1e-2),
+        hidden=IntRange(10, 200),
+        act=Categorical(["relu", "tanh"]),
+    )
+
+
 # Trials of each round: (hpo status, Optuna state). RUNNING/WAITING trials are not mirrored.
 ROUND_1 = ["finished", "pruned", "finished", "diverged", "failed", "running"]
 ROUND_2 = ["finished", "interrupted", "finished", "waiting"]
@@ -71,11 +83,7 @@ def make_study(storage, name: str, rounds: int = 2) -> None:
     infos = []
     for k in range(1, rounds + 1):
         changes = {} if k == 1 else {"lr": {"reason": "narrowed", "detail": "top 5 of 20" * 1000}}
-        space = {
-            "lr": {"type": "log_uniform", "low": 1e-6 * k, "high": 1e-2},
-            "hidden": {"type": "int", "low": 10, "high": 200},
-            "act": {"type": "categorical", "choices": ["relu", "tanh"]},
-        }
+        space = space_of(k).to_dict()
         infos.append(
             {"round": k, "study_name": round_name(name, k), "space": space, "changes": changes}
         )
@@ -149,7 +157,8 @@ def test_trial_runs_mirror_the_storage(uri, storage):
         assert r.data.tags["mlflow.parentRunId"] == study_run.info.run_id
         assert r.info.run_name == f"round-{k}"
         assert r.data.params["range.lr"] == f"LogUniform({1e-6 * k}, 0.01)"
-        assert r.data.params["range.act"] == "Categorical(['relu', 'tanh'])"
+        assert r.data.params["range.act"] == "Categorical(('relu', 'tanh'))"
+        assert r.data.params["range.hidden"] == "IntRange(10, 200)"
     assert round_runs[1].info.status == "FINISHED"  # round 2 started: round 1 is over
     assert round_runs[2].data.params["reason.lr"] == "narrowed"
     assert len(round_runs[2].data.params["detail.lr"]) == 6000  # MLflow's param value limit
@@ -344,22 +353,6 @@ def test_finish_logs_result_and_is_idempotent(uri, storage, tmp_path):
     assert {r.info.status for r in runs(uri, "done", "round")} == {"FINISHED"}
     url = mirror.experiment_url("localhost", 5001)
     assert url == f"http://localhost:5001/#/experiments/{mirror.experiment_id}/runs"
-
-
-def test_format_range():
-    assert (
-        _format_range({"type": "log_uniform", "low": 1e-6, "high": 0.01})
-        == "LogUniform(1e-06, 0.01)"
-    )
-    assert _format_range({"kind": "Uniform", "low": 0.0, "high": 0.5}) == "Uniform(0.0, 0.5)"
-    assert (
-        _format_range({"type": "int", "low": 1, "high": 9, "step": 2}) == "IntRange(1, 9, step=2)"
-    )
-    space_dict = {"type": "IntRange", "low": 1, "high": 64, "log": True, "limits": None}
-    assert _format_range(space_dict) == "IntRange(1, 64, log=True)"  # hpo.space's to_dict form
-    optuna_json = {"name": "FloatDistribution", "attributes": {"low": 1, "high": 2, "log": True}}
-    assert _format_range(optuna_json) == "LogUniform(1, 2)"
-    assert _format_range("LogUniform(1e-06, 0.01)") == "LogUniform(1e-06, 0.01)"
 
 
 def test_importing_hpo_tracking_does_not_import_mlflow():
