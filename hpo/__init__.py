@@ -37,10 +37,10 @@ _WHERE = {
     "Data": "hpo.objective",
     "Diverged": "hpo.objective",
     "ModelObjective": "hpo.objective",
-    "Result": "hpo.study",
-    "StopPolicy": "hpo.study",
+    "Result": "hpo.result",
+    "StopPolicy": "hpo.settings",
     "Study": "hpo.study",
-    "StudyError": "hpo.study",
+    "StudyError": "hpo.result",
 }
 
 

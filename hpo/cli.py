@@ -10,8 +10,9 @@ import argparse
 import os
 import signal
 import sys
-import time
 from pathlib import Path
+
+from hpo.choices import CLI_BACKENDS, PRUNERS, SAMPLERS
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -71,9 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                 help="worker processes (default: the number of CPUs)",
             )
             sp.add_argument("--seed", type=_at_least(0))
-            sp.add_argument("--sampler", choices=["random", "tpe", "qmc", "cmaes", "grid"])
-            sp.add_argument("--pruner", choices=["none", "median", "hyperband"])
-            sp.add_argument("--backend", choices=["loky", "dask"])
+            sp.add_argument("--sampler", choices=SAMPLERS)
+            sp.add_argument("--pruner", choices=PRUNERS)
+            sp.add_argument("--backend", choices=CLI_BACKENDS)
             sp.add_argument("--scheduler", help="Dask scheduler address, with --backend dask")
 
     run = sub.add_parser("run", help="run a study file (studies/*.py)")
@@ -138,19 +139,21 @@ def cmd_run(args) -> int:
     try:
         study = load_study_file(args.study_file)
         study = study.with_options(
-            name=args.name,
-            rounds=args.rounds,
-            trials=args.trials,
-            workers=args.workers,
-            seed=args.seed,
-            sampler=args.sampler,
-            pruner=args.pruner,
-            backend=args.backend,
-            out=args.out,
-            storage=args.storage,
-            tracking_uri=args.tracking_uri,
-            tracking=False if args.no_tracking else None,
             source=str(args.study_file),
+            **_given(
+                name=args.name,
+                rounds=args.rounds,
+                trials=args.trials,
+                workers=args.workers,
+                seed=args.seed,
+                sampler=args.sampler,
+                pruner=args.pruner,
+                backend=args.backend,
+                out=args.out,
+                storage=args.storage,
+                tracking_uri=args.tracking_uri,
+                tracking=False if args.no_tracking else None,
+            ),
         )
     except (StudyFileError, ValueError) as exc:
         raise UsageError(f"hpo run: {exc}") from None
@@ -159,6 +162,11 @@ def cmd_run(args) -> int:
     if args.name is None:
         study = _free_name(study)
     return _execute(study, resume=False, scheduler=args.scheduler)
+
+
+def _given(**options):
+    """The options the user gave (argparse leaves the others None)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _free_name(study):
@@ -194,7 +202,7 @@ def _stored_study(args, command: str):
 
 def cmd_resume(args) -> int:
     from hpo.loader import StudyFileError, load_study_file
-    from hpo.storage import ATTR
+    from hpo.records import ATTR
 
     storage, _, attrs = _stored_study(args, "resume")
     config = attrs[ATTR["config"]]
@@ -202,7 +210,7 @@ def cmd_resume(args) -> int:
     if not source:
         raise UsageError("hpo resume: --study-file: this study records no study file; give one")
     try:
-        study = load_study_file(source).with_options(
+        study = load_study_file(source, dataset=config.get("dataset")).with_options(
             name=args.name,
             rounds=config["rounds"],
             trials=config["trials"],
@@ -211,10 +219,12 @@ def cmd_resume(args) -> int:
             sampler=config["sampler"],
             pruner=config["pruner"],
             storage=storage,
-            out=args.out or config.get("out"),
             source=source,
-            tracking_uri=args.tracking_uri or config.get("tracking_uri"),  # the same mirror
-            tracking=False if args.no_tracking else None,
+            **_given(
+                out=args.out or config.get("out"),
+                tracking_uri=args.tracking_uri or config.get("tracking_uri"),  # the same mirror
+                tracking=False if args.no_tracking else None,
+            ),
         )
     except (StudyFileError, ValueError) as exc:
         raise UsageError(f"hpo resume: {exc}") from None
@@ -227,6 +237,8 @@ def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
     from hpo.tracking import TrackingError
 
     _sigterm_as_interrupt()
+    from hpo.console import ProgressDisplay, print_result
+
     display = ProgressDisplay(sys.stdout)
     verb = "resuming" if resume else "running"
     print(
@@ -284,109 +296,10 @@ def _sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-class ProgressDisplay:
-    """One progress line for the whole study: a live line on a terminal, plain lines otherwise."""
-
-    def __init__(self, stream):
-        self.stream, self.tty = stream, stream.isatty()
-        self.last_line, self.last_print, self.live = "", 0.0, False
-
-    def __call__(self, p) -> None:
-        best = "-" if p.best is None else f"{p.best:.4f}"
-        mins, secs = divmod(int(p.elapsed), 60)
-        line = (
-            f"round {p.round}/{p.rounds}: {p.done}/{p.total} trials done, {p.running} running,"
-            f" {p.failed} failed, best {best}, {mins}:{secs:02d}"
-        )
-        if p.event in ("narrowed", "round_start") and p.done == 0:
-            self._end_live()
-            print(f"round {p.round}/{p.rounds} starts", file=self.stream, flush=True)
-            return
-        if p.event == "final":
-            self._end_live()
-            print(
-                "retraining the best configuration and scoring it on the test split",
-                file=self.stream,
-                flush=True,
-            )
-            return
-        if self.tty:
-            self.stream.write("\r" + line.ljust(len(self.last_line)))
-            self.stream.flush()
-            self.live = True
-            if p.event == "round_end":
-                self._end_live()
-        elif line != self.last_line and (
-            p.event == "round_end" or time.monotonic() - self.last_print > 5
-        ):
-            print(line, file=self.stream, flush=True)
-            self.last_print = time.monotonic()
-        self.last_line = line
-
-    def _end_live(self):
-        if self.live:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.live = False
-
-    def close(self):
-        self._end_live()
-
-
-def print_result(result) -> None:
-    print(f"\nstudy {result.name}: {result.status}")
-    for r in result.rounds:
-        print(f"round {r['round']}:")
-        for name, param in r["space"].items():
-            change = r.get("changes", {}).get(name)
-            why = "starting range"
-            if change:
-                detail = change["detail"]
-                why = (
-                    detail
-                    if detail.startswith(change["reason"])
-                    else f"{change['reason']}: {detail}"
-                )
-            print(f"  {name:<14} {_range(param):<32} {why}")
-    frame = result.trials
-    done = frame["status"].isin(("finished", "pruned", "diverged")).sum() if len(frame) else 0
-    print(
-        f"trials: {len(frame)} recorded, {done} finished"
-        + _counts(frame, ("pruned", "diverged", "failed", "interrupted"))
-    )
-    if result.best_params:
-        params = ", ".join(f"{k}={_num(v)}" for k, v in result.best_params.items())
-        print(f"best configuration: {params}")
-        print(f"best score ({result.metric}): {result.best_value:.4f}")
-    if result.test_score is not None:
-        print(f"test score of the best configuration (retrained once): {result.test_score:.4f}")
-    if result.files:
-        print(f"tables and figures in {result.out}/: {', '.join(sorted(result.files))}")
-    print("inspect the trials: make ui   (MLflow, runs table under the study's experiment)")
-
-
-def _counts(frame, statuses) -> str:
-    if not len(frame):
-        return ""
-    parts = [
-        f"{(frame['status'] == s).sum()} {s}" for s in statuses if (frame["status"] == s).any()
-    ]
-    return f" ({', '.join(parts)})" if parts else ""
-
-
-def _range(param: dict) -> str:
-    if "low" not in param:
-        return f"Categorical({', '.join(_num(c) for c in param.get('choices', ()))})"
-    return f"{param['type']}({_num(param['low'])}, {_num(param['high'])})"
-
-
-def _num(v) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
-
-
 def cmd_report(args) -> int:
+    from hpo.console import print_result
     from hpo.report import write_report
-    from hpo.study import load_result
+    from hpo.result import load_result
 
     _, store, _ = _stored_study(args, "report")
     write_report(store, args.name, _out(args))
@@ -401,10 +314,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_sync(args) -> int:
+    from hpo.records import ATTR
     from hpo.tracking import Mirror, TrackingError
 
     _, store, attrs = _stored_study(args, "sync")
-    experiment = attrs.get("hpo.config", {}).get("experiment")
+    experiment = attrs.get(ATTR["config"], {}).get("experiment")
     mirror = Mirror(args.name, tracking_uri=args.tracking_uri, experiment=experiment)
     try:
         mirror.prepare()
@@ -412,10 +326,10 @@ def cmd_sync(args) -> int:
     except TrackingError as exc:
         print(f"hpo sync: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    status = str(attrs.get("hpo.status") or "")
+    status = str(attrs.get(ATTR["status"]) or "")
     if not mirror.failed and (status == "finished" or status.startswith("stopped")):
         # an ended study whose own finish() failed: best configuration, report, runs closed
-        out = Path(args.out or attrs.get("hpo.config", {}).get("out") or "runs") / args.name
+        out = Path(args.out or attrs.get(ATTR["config"], {}).get("out") or "runs") / args.name
         mirror.finish(store, artifacts=sorted(p for p in out.glob("*") if p.is_file()))
     if mirror.failed:
         print(f"hpo sync: MLflow failed: {mirror.last_error}", file=sys.stderr)
@@ -426,19 +340,19 @@ def cmd_sync(args) -> int:
 
 def cmd_worker(args) -> int:
     from hpo.distributed import follow
+    from hpo.liveness import worker_id
     from hpo.loader import StudyFileError, load_study_file
-    from hpo.runner import worker_id
     from hpo.storage import StorageError, describe
 
     try:
         study = load_study_file(args.study_file)
-        study = study.with_options(name=args.name, storage=args.storage, tracking=False)
+        study = study.with_options(storage=args.storage, tracking=False, **_given(name=args.name))
     except (StudyFileError, ValueError) as exc:
         raise UsageError(f"hpo worker: {exc}") from None
     _sigterm_as_interrupt()
     print(f"worker {worker_id()}: study {study.name!r} in {describe(study.storage)}", flush=True)
     try:
-        follow(study, log=lambda msg: print(msg, flush=True))
+        follow(study.settings, log=lambda msg: print(msg, flush=True))
     except StorageError as exc:
         raise UsageError(f"hpo worker: {exc}") from None
     except KeyboardInterrupt:
@@ -448,13 +362,13 @@ def cmd_worker(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    from hpo.tracking import resolve_uri
+    from hpo.tracking import resolve_uri, study_pages
 
     uri = resolve_uri(args.tracking_uri)
     base = f"http://{args.host}:{args.port}"
     print(f"MLflow UI on {base} (store {uri})", flush=True)
     try:
-        pages = _study_pages(uri, args.host, args.port)
+        pages = study_pages(uri, args.host, args.port)
     except Exception as exc:  # listing is a courtesy: the UI starts anyway
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         print(f"  (cannot list the studies in {uri}: {lines[0][:200]})", flush=True)
@@ -482,25 +396,6 @@ def cmd_ui(args) -> int:
     ]
     os.execvp(cmd[0], cmd)
     return 0
-
-
-def _study_pages(uri: str, host: str, port: int) -> list[tuple[str, str]]:
-    """(experiment name, runs-table URL) of every experiment the hpo mirror wrote to."""
-    from hpo.tracking import Mirror
-
-    db = uri.removeprefix("sqlite:///")
-    if uri.startswith("sqlite:///") and not Path(db.split("?")[0]).exists():
-        return []  # no store yet: do not create one just to find it empty
-    from mlflow import MlflowClient
-
-    pages = []
-    for exp in MlflowClient(uri).search_experiments(max_results=1000):
-        study = exp.tags.get("hpo.study")
-        if study:
-            mirror = Mirror(study, tracking_uri=uri, experiment=exp.name)
-            mirror.experiment_id = exp.experiment_id
-            pages.append((exp.name, mirror.experiment_url(host, port)))
-    return pages
 
 
 COMMANDS = {

@@ -10,18 +10,19 @@ running elsewhere before it narrows, and fails those whose worker stopped sendin
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from optuna.trial import TrialState
 
-from hpo.runner import counts, fail_orphans, worker
-from hpo.space import SearchSpace
-from hpo.storage import ATTR, open_storage, parent_attrs
-
-if TYPE_CHECKING:
-    from hpo.study import Study
+from hpo.liveness import fail_orphans
+from hpo.queue import counts
+from hpo.records import ATTR
+from hpo.runner import worker
+from hpo.settings import Settings
+from hpo.storage import open_storage, parent_attrs, read_rounds
 
 __all__ = ["follow", "wait_for_round"]
 
@@ -39,7 +40,7 @@ def wait_for_round(storage, study_id: int, poll: float = 0.5) -> None:
         time.sleep(poll)
 
 
-def follow(study: Study, *, poll: float = POLL, log: Callable[[str], Any] | None = None) -> int:
+def follow(study: Settings, *, poll: float = POLL, log: Callable[[str], Any] | None = None) -> int:
     """Worker side: take trials of ``study``'s current round until its driver finishes or stops it.
 
     ``study`` comes from the same study file as the driver's (the objective and the search space
@@ -61,21 +62,22 @@ def follow(study: Study, *, poll: float = POLL, log: Callable[[str], Any] | None
         if status != "running":
             log(f"study {study.name!r} is {status}: {ran} trial(s) run here")
             return ran
-        rounds = attrs.get(ATTR["rounds"]) or []
-        if rounds and _has_waiting(storage, rounds[-1]["study_name"]):
-            k = rounds[-1]["round"]
+        rounds = read_rounds(attrs)
+        if rounds and _has_waiting(storage, rounds[-1].study_name):
+            k = rounds[-1].round
             if k not in joined:
                 joined.add(k)
                 log(f"round {k}/{study.rounds}: taking trials")
-            job = study.round_job(k, SearchSpace.from_dict(rounds[-1]["space"]))
+            job = study.round_job(k, rounds[-1].space)
             ran += worker(job, study.trials)
             continue
         time.sleep(poll)
 
 
-def as_stored(study: Study, config: dict[str, Any]) -> Study:
+def as_stored(study: Settings, config: dict[str, Any]) -> Settings:
     """``study`` with the settings its driver stored (command-line overrides included)."""
-    return study.with_options(
+    return dataclasses.replace(
+        study,
         direction=config["direction"],
         sampler=config["sampler"],
         pruner=config["pruner"],

@@ -7,6 +7,7 @@ cloudpickle by value, so objectives defined in it reach the worker processes.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -18,7 +19,10 @@ class StudyFileError(ValueError):
     """The study file is missing, fails to import, or builds no Study."""
 
 
-def load_study_file(path: str | Path):
+def load_study_file(path: str | Path, *, dataset: str | None = None):
+    """The ``study`` a study file builds. ``dataset``: the data the study was started on (its
+    stored ``dataset``); the file is run with ``HPO_DATASET`` set to it, so that a file that picks
+    its data by that variable (``studies/datasets.py``) rebuilds the same objective on resume."""
     from hpo.study import Study
 
     path = Path(path)
@@ -29,6 +33,9 @@ def load_study_file(path: str | Path):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     dont_write, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ beside it
+    env = os.environ.get("HPO_DATASET")
+    if dataset is not None:
+        os.environ["HPO_DATASET"] = dataset
     try:
         spec.loader.exec_module(module)
     except ValueError as exc:  # a Study or space that rejects its settings: say where
@@ -52,10 +59,23 @@ def load_study_file(path: str | Path):
         ) from None
     finally:
         sys.dont_write_bytecode = dont_write
+        _restore("HPO_DATASET", env)
     study = getattr(module, "study", None)
     if not isinstance(study, Study):
         raise StudyFileError(f"study file: {path} must define `study = hpo.Study(...)`")
+    if dataset is not None and study.dataset is not None and study.dataset != dataset:
+        raise StudyFileError(
+            f"study file: {path} builds its objective on {study.dataset!r}, but the study was "
+            f"started on {dataset!r}; make the file pick its data with studies.datasets"
+        )
     import cloudpickle
 
     cloudpickle.register_pickle_by_value(module)
     return study
+
+
+def _restore(var: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(var, None)
+    else:
+        os.environ[var] = value

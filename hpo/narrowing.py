@@ -13,16 +13,17 @@ import numbers
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from hpo.space import Categorical, Param, SearchSpace, _fmt, param_from_dict
+from hpo.records import Change, ranked
+from hpo.space import Categorical, Param, SearchSpace, _fmt
 
-__all__ = ["REASONS", "Change", "NarrowingPolicy", "converged", "narrow", "relative_change"]
+if TYPE_CHECKING:
+    import pandas as pd
 
-REASONS = ("shrunk", "shifted", "extended", "kept")
+__all__ = ["NarrowingPolicy", "converged", "narrow", "relative_change"]
 _TINY, _HUGE = sys.float_info.min, sys.float_info.max
 
 
@@ -54,31 +55,6 @@ class NarrowingPolicy:
         _check("edge", self.edge, 0, below(0.5, 0), "a number in [0, 0.5)", False)
         _check("push", self.push, 0, _HUGE, "a finite number >= 0", False)
         _check("min_trials", self.min_trials, 1, math.inf, "an int >= 1", True)
-
-
-@dataclass(frozen=True)
-class Change:
-    """What narrowing did to one parameter, and why, in one line a user can read."""
-
-    name: str
-    old: Param
-    new: Param
-    reason: str  # one of REASONS
-    detail: str
-
-    def __post_init__(self) -> None:
-        if self.reason not in REASONS:
-            raise ValueError(f"Change.reason must be one of {REASONS}, but got {self.reason!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (params in their ``to_dict`` form)."""
-        return {**dataclasses.asdict(self), "old": self.old.to_dict(), "new": self.new.to_dict()}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Change:
-        """Inverse of :meth:`to_dict`."""
-        old, new = param_from_dict(d["old"]), param_from_dict(d["new"])
-        return cls(d["name"], old, new, d["reason"], d["detail"])
 
 
 def narrow(
@@ -139,22 +115,14 @@ def relative_change(old: Param, new: Param) -> float:
     return moved / (f(old.high) - f(old.low))
 
 
-def _state_name(state: Any) -> str:
-    return str(getattr(state, "name", state)).upper()
-
-
 def _best_trials(
     trials: pd.DataFrame, direction: str, policy: NarrowingPolicy
 ) -> tuple[pd.DataFrame, int]:
     """The top k finished trials, best first (ties keep row order), and the number finished."""
-    values = pd.to_numeric(trials["value"], errors="coerce").to_numpy(dtype=float)
-    done = np.array([_state_name(s) == "COMPLETE" for s in trials["state"]], dtype=bool)
-    rows = np.flatnonzero(done & np.isfinite(values))
-    key = -values[rows] if direction == "maximize" else values[rows]
-    order = rows[np.argsort(key, kind="stable")]
-    n = len(rows)
+    order = ranked(trials, direction)
+    n = len(order)
     k = min(n, max(policy.min_top, math.ceil(round(policy.top_fraction * n, 9))))
-    return trials.iloc[order[:k]], n
+    return order.iloc[:k], n
 
 
 def _narrow_categorical(name: str, param: Categorical, values: list[Any]) -> Change:
@@ -169,7 +137,7 @@ def _narrow_categorical(name: str, param: Categorical, values: list[Any]) -> Cha
 
 def _narrow_numeric(name: str, param: Param, values: list[Any], policy: NarrowingPolicy) -> Change:
     is_int = isinstance(param.low, int)
-    x = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+    x = np.array([_as_float(v) for v in values], dtype=float)
     x = x[np.isfinite(x) & ((x > 0) if param.log else True)]
     if not len(x):
         return Change(name, param, param, "kept", f"kept: the best trials have no value for {name}")
@@ -216,6 +184,12 @@ def _narrow_numeric(name: str, param: Param, values: list[Any], policy: Narrowin
     reason = _reason(param, new)
     detail = _detail(param, new, reason, len(x), (m, top), (crowd_lo, crowd_hi), (hit_lo, hit_hi))
     return Change(name, param, new, reason, detail)
+
+
+def _as_float(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return math.nan
+    return float(v)
 
 
 def _reason(old: Param, new: Param) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from hpo.space import SearchSpace
-from hpo.storage import ATTR, parent_attrs, round_names, trials_frame
+from hpo.records import ATTR, PARAM_PREFIX, RoundRecord, param_columns, ranked
+from hpo.storage import parent_attrs, read_rounds, round_names, trials_frame
 
 __all__ = ["curves_of", "ranges_frame", "write_report"]
 
@@ -18,18 +18,17 @@ __all__ = ["curves_of", "ranges_frame", "write_report"]
 def ranges_frame(storage, name: str) -> pd.DataFrame:
     """One row per (round, parameter): the range searched and why it was chosen."""
     rows = []
-    for r in (parent_attrs(storage, name) or {}).get(ATTR["rounds"], []):
-        space = SearchSpace.from_dict(r["space"])
-        for pname, param in space.items():
-            change = r.get("changes", {}).get(pname, {})
+    for r in read_rounds(parent_attrs(storage, name)):
+        for pname, param in r.space.items():
+            change = r.changes.get(pname)
             row = {
-                "round": r["round"],
+                "round": r.round,
                 "param": pname,
                 "range": str(param),
                 "low": getattr(param, "low", None),
                 "high": getattr(param, "high", None),
-                "reason": change.get("reason", "start"),
-                "detail": change.get("detail", ""),
+                "reason": r.why(pname),
+                "detail": change.detail if change else "",
             }
             rows.append(row)
     return pd.DataFrame(rows)
@@ -77,31 +76,27 @@ def write_report(storage, name: str, out: str | Path) -> dict[str, Path]:
     matplotlib.use("Agg")
     direction = config.get("direction", "maximize")
     curves = curves_of(storage, name)
+    rounds = read_rounds(attrs)
     if curves:
         files["curves"] = _curves_figure(trials, curves, direction, folder / "curves.png")
-    files["scores"] = _scores_figure(trials, attrs.get(ATTR["rounds"], []), folder / "scores.png")
-    files["ranges_fig"] = _ranges_figure(attrs.get(ATTR["rounds"], []), folder / "ranges.png")
+    files["scores"] = _scores_figure(trials, rounds, folder / "scores.png")
+    files["ranges_fig"] = _ranges_figure(rounds, folder / "ranges.png")
     return files
-
-
-def _best_rows(trials: pd.DataFrame, direction: str, n: int) -> pd.DataFrame:
-    ok = trials[(trials["status"] == "finished") & trials["value"].notna()]
-    return ok.sort_values("value", ascending=direction != "maximize", kind="stable").head(n)
 
 
 def _curves_figure(trials, curves, direction: str, path: Path) -> Path:
     """The textbook's grid: the best 20 trials, validation solid and training dashed."""
     import matplotlib.pyplot as plt
 
-    best = _best_rows(trials, direction, 20)
+    best = ranked(trials, direction).head(20)
     fig, axes = plt.subplots(5, 4, figsize=(12, 13), sharex=True, sharey=True, squeeze=False)
-    params = [c for c in trials.columns if c.startswith("params_")]
+    params = param_columns(trials)
     for ax, (_, row) in zip(axes.flat, best.iterrows(), strict=False):
         c = curves.get((int(row["round"]), int(row["number"])), {})
         for key, style in (("val_acc", "-"), ("train_acc", "--")):
             ys = c.get(key) or []
             ax.plot(range(1, len(ys) + 1), [math.nan if y is None else y for y in ys], style)
-        label = ", ".join(f"{p[7:]}={_fmt(row[p])}" for p in params[:2])
+        label = ", ".join(f"{p[len(PARAM_PREFIX) :]}={_fmt(row[p])}" for p in params[:2])
         ax.set_title(
             f"r{int(row['round'])}#{int(row['number'])} {row['value']:.3f}\n{label}", fontsize=7
         )
@@ -114,11 +109,11 @@ def _curves_figure(trials, curves, direction: str, path: Path) -> Path:
     return path
 
 
-def _scores_figure(trials, rounds: list[dict[str, Any]], path: Path) -> Path:
+def _scores_figure(trials, rounds: list[RoundRecord], path: Path) -> Path:
     """Score against each numeric parameter, coloured by round, with each round's range drawn."""
     import matplotlib.pyplot as plt
 
-    spaces = [SearchSpace.from_dict(r["space"]) for r in rounds]
+    spaces = [r.space for r in rounds]
     names = [n for n, p in spaces[0].items() if hasattr(p, "low")] if spaces else []
     fig, axes = plt.subplots(
         1, max(len(names), 1), figsize=(5 * max(len(names), 1), 4), squeeze=False
@@ -129,7 +124,7 @@ def _scores_figure(trials, rounds: list[dict[str, Any]], path: Path) -> Path:
         for k, space in enumerate(spaces, start=1):
             sub = ok[ok["round"] == k]
             ax.scatter(
-                sub[f"params_{pname}"], sub["value"], s=12, color=cmap(k - 1), label=f"round {k}"
+                sub[PARAM_PREFIX + pname], sub["value"], s=12, color=cmap(k - 1), label=f"round {k}"
             )
             p = space[pname]
             ax.axvspan(p.low, p.high, color=cmap(k - 1), alpha=0.08)
@@ -144,11 +139,11 @@ def _scores_figure(trials, rounds: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _ranges_figure(rounds: list[dict[str, Any]], path: Path) -> Path:
+def _ranges_figure(rounds: list[RoundRecord], path: Path) -> Path:
     """Each numeric parameter's range per round, with the reason it was set."""
     import matplotlib.pyplot as plt
 
-    spaces = [SearchSpace.from_dict(r["space"]) for r in rounds]
+    spaces = [r.space for r in rounds]
     names = [n for n, p in spaces[0].items() if hasattr(p, "low")] if spaces else []
     fig, axes = plt.subplots(
         1, max(len(names), 1), figsize=(5 * max(len(names), 1), 3), squeeze=False
@@ -157,7 +152,7 @@ def _ranges_figure(rounds: list[dict[str, Any]], path: Path) -> Path:
         for k, (space, r) in enumerate(zip(spaces, rounds, strict=True), start=1):
             p = space[pname]
             ax.plot([p.low, p.high], [k, k], lw=6)
-            reason = r.get("changes", {}).get(pname, {}).get("reason", "start")
+            reason = r.why(pname)
             ax.annotate(reason, (p.high, k), xytext=(4, -3), textcoords="offset points", fontsize=7)
         if spaces[0][pname].log:
             ax.set_xscale("log")

@@ -39,6 +39,10 @@ def _fmt(x: float | int) -> str:
     return short if float(short) == x else repr(x)
 
 
+def _short(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
 def _number(value: Any, what: str, integer: bool) -> float | int:
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
@@ -114,6 +118,10 @@ class _Numeric:
             d["log"] = self.log
         d["limits"] = None if self.limits is None else list(self.limits)
         return d
+
+    def short(self) -> str:
+        """The range in 3 significant digits, without limits: ``LogUniform(0.00411, 0.343)``."""
+        return f"{type(self).__name__}({_short(self.low)}, {_short(self.high)})"
 
     def __str__(self) -> str:
         args = [_fmt(self.low), _fmt(self.high)]
@@ -234,6 +242,10 @@ class Categorical:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict, read back by :func:`param_from_dict`."""
         return {"type": "Categorical", "choices": list(self.choices)}
+
+    def short(self) -> str:
+        """The choices, short: ``Categorical(sgd, momentum)``."""
+        return f"Categorical({', '.join(_short(c) for c in self.choices)})"
 
     def __str__(self) -> str:
         return f"Categorical({self.choices!r})"

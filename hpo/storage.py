@@ -9,7 +9,6 @@ resume) is read back from here.
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import os
 import time
@@ -17,20 +16,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.storages.journal._file import BaseJournalFileLock
+
+from hpo._optuna import BaseJournalFileLock
+from hpo.records import ATTR, TRIAL_COLUMNS, RoundRecord, TrialStatus
 
 if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported where used
     import pandas as pd
 
 __all__ = [
-    "ATTR",
+    "StorageError",
     "best_score",
     "check_spec",
-    "StorageError",
     "describe",
     "heartbeat_settings",
     "open_storage",
     "parent_attrs",
+    "read_rounds",
     "round_name",
     "round_names",
     "set_parent_attr",
@@ -38,28 +39,6 @@ __all__ = [
     "trial_status",
     "trials_frame",
 ]
-
-# User-attribute keys. Parent study: config, rounds, best, test_score, status.
-# Trial: status, reason, traceback, seed, worker, duration, curves.
-ATTR = {
-    "config": "hpo.config",
-    "rounds": "hpo.rounds",
-    "best": "hpo.best",
-    "test_score": "hpo.test_score",
-    "status": "hpo.status",
-    "round": "hpo.round",
-    "parent": "hpo.parent",
-    "trial_status": "hpo.status",
-    "reason": "hpo.reason",
-    "traceback": "hpo.traceback",
-    "seed": "hpo.seed",
-    "worker": "hpo.worker",
-    "duration": "hpo.duration",
-    "curves": "hpo.curves",
-}
-
-# Trial statuses that count towards a round's budget, and those that do not.
-FINISHED_STATUSES = ("finished", "pruned", "diverged")
 
 
 class StorageError(ValueError):
@@ -246,6 +225,11 @@ def set_parent_attr(storage: optuna.storages.BaseStorage, study: str, key: str, 
     storage.set_study_user_attr(sid, ATTR.get(key, key), value)
 
 
+def read_rounds(attrs: dict[str, Any] | None) -> list[RoundRecord]:
+    """The round records among a parent study's user attrs (none when ``attrs`` is None)."""
+    return [RoundRecord.from_dict(r) for r in (attrs or {}).get(ATTR["rounds"], [])]
+
+
 def round_names(storage: optuna.storages.BaseStorage, study: str) -> list[str]:
     """Names of the rounds of ``study`` that exist in the storage, in order."""
     attrs = parent_attrs(storage, study) or {}
@@ -278,7 +262,7 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
                 "round": k,
                 "number": t.number,
                 "state": t.state.name,
-                "status": trial_status(t),
+                "status": str(trial_status(t)),
                 "value": value if value is not None else math.nan,
                 "duration": ua.get(ATTR["duration"], math.nan),
                 "seed": ua.get(ATTR["seed"]),
@@ -290,39 +274,27 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
             for p, v in t.params.items():
                 row[f"params_{p}"] = v
             rows.append(row)
-    columns = [
-        "round",
-        "number",
-        "state",
-        "status",
-        "value",
-        "duration",
-        "seed",
-        "worker",
-        "reason",
-        "started",
-        "completed",
-    ]
     import pandas as pd
 
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=list(TRIAL_COLUMNS))
     return frame
 
 
 _STATUS_OF_STATE = {
-    "COMPLETE": "finished",
-    "PRUNED": "pruned",
-    "FAIL": "failed",
-    "RUNNING": "running",
-    "WAITING": "waiting",
+    "COMPLETE": TrialStatus.FINISHED,
+    "PRUNED": TrialStatus.PRUNED,
+    "FAIL": TrialStatus.FAILED,
+    "RUNNING": TrialStatus.RUNNING,
+    "WAITING": TrialStatus.WAITING,
 }
 
 
-def trial_status(t: optuna.trial.FrozenTrial) -> str:
+def trial_status(t: optuna.trial.FrozenTrial) -> TrialStatus:
     """hpo's status of a trial: what its worker recorded, else the one its Optuna state implies."""
-    return t.user_attrs.get(ATTR["trial_status"]) or _STATUS_OF_STATE[t.state.name]
+    recorded = t.user_attrs.get(ATTR["trial_status"])
+    return TrialStatus(recorded) if recorded else _STATUS_OF_STATE[t.state.name]
 
 
 def trial_score(t: optuna.trial.FrozenTrial) -> float | None:
@@ -333,14 +305,9 @@ def trial_score(t: optuna.trial.FrozenTrial) -> float | None:
     return _finite(t.values[0])
 
 
-def best_score(trials, *, minimize: bool) -> float | None:
-    """The best finite score among ``trials``, or None."""
+def best_score(trials, direction: str = "maximize") -> float | None:
+    """The best finite score among Optuna ``trials`` (scored as :func:`trial_score`), or None."""
     scores = [v for v in map(trial_score, trials) if v is not None]
     if not scores:
         return None
-    return min(scores) if minimize else max(scores)
-
-
-def to_json(value: Any) -> Any:
-    """Round-trip a value through JSON (Optuna user attrs must be JSON-serialisable)."""
-    return json.loads(json.dumps(value))
+    return min(scores) if direction == "minimize" else max(scores)

@@ -30,7 +30,7 @@ import numpy as np
 from hpo import ModelObjective, StopPolicy, Study
 from studies import six_five
 from studies.datasets import pick_dataset
-from studies.reproduce import build_six_five, update_section
+from studies.reproduce import update_section
 
 STRATEGIES = {  # name: (sampler, rounds, trials per round)
     "random": ("random", 1, 100),
@@ -62,7 +62,7 @@ def edge(params) -> float:
 
 def tasks(dataset) -> dict:
     """name -> (objective, known optimum or None)."""
-    six = build_six_five(dataset)
+    six = six_five.build(dataset)
     objective = ModelObjective(six.objective.factory, six.objective.data, epochs=EPOCHS)
     return {"six-five": (objective, None), "bowl": (bowl, 1.0), "edge": (edge, 1.0)}
 

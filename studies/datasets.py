@@ -11,9 +11,8 @@ from models import Dataset, find, load
 __all__ = ["pick_dataset"]
 
 
-def pick_dataset() -> Dataset:
-    """Full Fashion-MNIST if ``models.find`` sees it, else the bundled subset (or $HPO_DATASET)."""
-    name = os.environ.get("HPO_DATASET") or (
-        "fashion-mnist" if find("fashion-mnist") else "bundled"
-    )
-    return load(name)
+def pick_dataset(default: str | None = None) -> Dataset:
+    """$HPO_DATASET if set (``hpo resume`` sets it to the data a study started on), else
+    ``default``, else full Fashion-MNIST if ``models.find`` sees it, else the bundled subset."""
+    name = os.environ.get("HPO_DATASET") or default
+    return load(name or ("fashion-mnist" if find("fashion-mnist") else "bundled"))

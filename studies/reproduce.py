@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from hpo import Data, ModelObjective, Study
+from hpo import Study
 from hpo.figures import shrink_png
+from hpo.records import ranked
 from hpo.report import curves_of
 from hpo.storage import open_storage, round_name
-from models import Dataset, split
 from studies import six_five, six_four, six_three
 from studies.datasets import pick_dataset
 
@@ -37,23 +37,6 @@ CHANCE = 0.10
 
 
 # ---------------------------------------------------------------- building and running
-def build_six_five(dataset: Dataset) -> Study:
-    """studies/six_five.py's study (space, net, epochs, rounds) on ``dataset``'s first images.
-
-    six_five.py loads the bundled subset; this rebuilds its objective on the chosen data.
-    """
-    X_train, y_train, X_val, y_val = split(
-        dataset.X_train[: six_five.N_IMAGES],
-        dataset.y_train[: six_five.N_IMAGES],
-        val=0.2,
-        seed=0,
-    )
-    data = Data(X_train, y_train, X_val, y_val, dataset.X_test, dataset.y_test, name=dataset.name)
-    objective = ModelObjective(six_five.net, data, epochs=six_five.EPOCHS)
-    fixed = dict(six_five.study.fixed, data=dataset.name)
-    return six_five.study.with_options(objective=objective, fixed=fixed)
-
-
 def free_name(study: Study) -> Study:
     """The study under its own name, or NAME-2, NAME-3, ... when that is taken in the storage."""
     base, i, s = study.name, 2, study
@@ -210,7 +193,7 @@ def importances(study: Study, result) -> list[dict]:
     storage = open_storage(study.storage)
     out = []
     for r in result.rounds:
-        k = r["round"]
+        k = r.round
         s = optuna.load_study(study_name=round_name(study.name, k), storage=storage)
         done = [t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(done) < 4:
@@ -224,7 +207,7 @@ def importances(study: Study, result) -> list[dict]:
 
 def numbers_six_five(study: Study, result) -> dict:
     t = result.trials
-    ok = t[(t["status"] == "finished") & t["value"].notna()].sort_values("value", ascending=False)
+    ok = ranked(t)  # scored trials, best first
     top = ok.head(20)
     r1 = ok[ok["round"] == 1]
     rho = float(
@@ -239,12 +222,12 @@ def numbers_six_five(study: Study, result) -> dict:
         "test_score": result.test_score,
         "rounds": [
             {
-                "round": r["round"],
-                "space": r["space"],
-                "changes": {p: c.get("reason") for p, c in r.get("changes", {}).items()},
-                "best": float(ok[ok["round"] == r["round"]]["value"].max()),
-                "n": int((t["round"] == r["round"]).sum()),
-                "diverged": int(((t["round"] == r["round"]) & (t["status"] == "diverged")).sum()),
+                "round": r.round,
+                "space": r.space.to_dict(),
+                "changes": {p: c.reason for p, c in r.changes.items()},
+                "best": float(ok[ok["round"] == r.round]["value"].max()),
+                "n": int((t["round"] == r.round).sum()),
+                "diverged": int(((t["round"] == r.round) & (t["status"] == "diverged")).sum()),
             }
             for r in result.rounds
         ],
@@ -340,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     builders = {
         "six-three": lambda: six_three.build(dataset),
         "six-four": lambda: six_four.build(dataset),
-        "six-five": lambda: build_six_five(dataset),
+        "six-five": lambda: six_five.build(dataset),
     }
     for key in keys:
         study, result, curves, seconds = run(builders[key]())

@@ -4,25 +4,17 @@ The textbook's reference run: the first 500 training images, 20% held out for va
 784-[100 x 6]-10 net, SGD, batch 100, 50 epochs per trial, lr = 10^U(-6, -2) and
 weight decay = 10^U(-8, -4). Here the random search runs in rounds whose ranges narrow (or shift
 past an edge the best trials crowd) around the best trials. Run it: `make study` or
-`hpo run studies/six_five.py`.
+`hpo run studies/six_five.py` (bundled data; `HPO_DATASET=fashion-mnist` for the full set).
 """
 
 from functools import partial
 
 from hpo import Data, LogUniform, ModelObjective, SearchSpace, Study
-from models import MLP, load, split
+from models import MLP, Dataset, split
+from studies.datasets import pick_dataset
 
 N_IMAGES = 500  # the textbook tunes on the first 500 training images only
 EPOCHS = 50  # "short" training: enough to rank configurations, far from convergence
-
-dataset = load("bundled")  # 3000/1000 Fashion-MNIST images shipped with the package
-X_train, y_train, X_val, y_val = split(
-    dataset.X_train[:N_IMAGES],
-    dataset.y_train[:N_IMAGES],
-    val=0.2,
-    seed=0,  # 400 / 100
-)
-data = Data(X_train, y_train, X_val, y_val, dataset.X_test, dataset.y_test, name=dataset.name)
 
 net = partial(MLP, hidden=(100,) * 6, optimizer="sgd", batch_size=100)
 
@@ -32,21 +24,32 @@ space = SearchSpace(
     weight_decay=LogUniform(1e-8, 1e-4, limits=(1e-10, 1.0)),
 )
 
-study = Study(
-    "six-five",
-    space,
-    ModelObjective(net, data, epochs=EPOCHS),  # validation accuracy after EPOCHS epochs
-    sampler="random",  # the textbook's method; "tpe", "qmc", "cmaes" also work
-    rounds=4,
-    trials=40,  # per round: 160 trials in all (the textbook runs 100 once)
-    seed=0,
-    fixed={
-        "hidden": "100x6",
-        "optimizer": "sgd",
-        "batch_size": 100,
-        "epochs": EPOCHS,
-        "n_train": len(X_train),
-        "n_val": len(X_val),
-        "data": dataset.name,
-    },
-)
+
+def build(dataset: Dataset) -> Study:
+    """The 6-5 study on ``dataset``'s first N_IMAGES training images (400 train / 100 val)."""
+    X_train, y_train, X_val, y_val = split(
+        dataset.X_train[:N_IMAGES], dataset.y_train[:N_IMAGES], val=0.2, seed=0
+    )
+    data = Data(X_train, y_train, X_val, y_val, dataset.X_test, dataset.y_test, name=dataset.name)
+    return Study(
+        "six-five",
+        space,
+        ModelObjective(net, data, epochs=EPOCHS),  # validation accuracy after EPOCHS epochs
+        sampler="random",  # the textbook's method; "tpe", "qmc", "cmaes" also work
+        rounds=4,
+        trials=40,  # per round: 160 trials in all (the textbook runs 100 once)
+        seed=0,
+        fixed={
+            "hidden": "100x6",
+            "optimizer": "sgd",
+            "batch_size": 100,
+            "epochs": EPOCHS,
+            "n_train": len(X_train),
+            "n_val": len(X_val),
+            "data": dataset.name,
+        },
+    )
+
+
+# the bundled 3000/1000 Fashion-MNIST images shipped with the package, unless HPO_DATASET is set
+study = build(pick_dataset(default="bundled"))

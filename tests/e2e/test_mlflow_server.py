@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hpo.storage import ATTR, open_storage, round_names
+from hpo.records import ATTR
+from hpo.storage import open_storage, round_names
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDY = Path(__file__).with_name("small_study.py")

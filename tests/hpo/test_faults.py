@@ -26,8 +26,9 @@ import pytest
 from optuna.trial import TrialState
 
 from hpo import LogUniform, SearchSpace, Study, Uniform, narrow
-from hpo.runner import fail_orphans
-from hpo.storage import ATTR, FINISHED_STATUSES, open_storage, parent_attrs, trials_frame
+from hpo.liveness import fail_orphans
+from hpo.records import ATTR, FINISHED
+from hpo.storage import open_storage, parent_attrs, trials_frame
 from tests.hpo import objectives
 
 mlflow = pytest.importorskip("mlflow")
@@ -147,7 +148,7 @@ def assert_counts(frame, runs, *, rounds: int, trials: int, name: str = "s") -> 
     """Requested = finished in the storage = finished in MLflow; every recorded trial is mirrored
     exactly once and with the same status; nothing is left RUNNING or WAITING."""
     assert not frame["state"].isin(["RUNNING", "WAITING"]).any(), frame[["round", "state"]]
-    done = frame[frame["status"].isin(FINISHED_STATUSES)]
+    done = frame[frame["status"].isin(FINISHED)]
     assert done.groupby("round").size().to_dict() == {k: trials for k in range(1, rounds + 1)}
     storage_status = {
         f"{name}/{r}/{n}": s for r, n, s in frame[["round", "number", "status"]].values
@@ -155,7 +156,7 @@ def assert_counts(frame, runs, *, rounds: int, trials: int, name: str = "s") -> 
     keys = [run.data.tags["hpo.key"] for run in runs]
     assert len(keys) == len(set(keys)), "duplicate trial runs in MLflow"
     assert {run.data.tags["hpo.key"]: run.data.tags["hpo.status"] for run in runs} == storage_status
-    finished_in_mlflow = [r for r in runs if r.data.tags["hpo.status"] in FINISHED_STATUSES]
+    finished_in_mlflow = [r for r in runs if r.data.tags["hpo.status"] in FINISHED]
     assert len(finished_in_mlflow) == len(done) == rounds * trials
 
 
@@ -194,7 +195,7 @@ def test_diverging_trials_are_recorded_with_their_reason_and_never_scored(tmp_pa
     # the narrowing: round 2's ranges are those of round 1's scored trials alone
     scored = r1[r1["status"] == "finished"]
     expected, _ = narrow(space, scored, direction="maximize", policy=study.narrowing)
-    assert SearchSpace.from_dict(result.rounds[1]["space"]) == expected
+    assert result.rounds[1].space == expected
 
     by_key = {r.data.tags["hpo.key"]: r for r in mlflow_trials(uri)}
     for r, n, reason in diverged[["round", "number", "reason"]].values:
@@ -391,7 +392,8 @@ def test_a_live_process_that_started_after_the_trial_is_not_its_worker(tmp_path)
     """After a reboot the pid of a dead worker may belong to a new, live process: its trial is
     failed all the same, while the trial of a live worker is left alone."""
     storage = open_storage(tmp_path / "s.journal")
-    sid = optuna.create_study(study_name="r", storage=storage)._study_id
+    optuna.create_study(study_name="r", storage=storage)
+    sid = storage.get_study_id_from_name("r")
     host = socket.gethostname()
     reborn = subprocess.Popen([sys.executable, "-c", "input()"], stdin=subprocess.PIPE)
     try:

@@ -11,7 +11,8 @@ import pytest
 
 from hpo import LogUniform, SearchSpace, StopPolicy, Study, Uniform
 from hpo.cli import main
-from hpo.storage import ATTR, open_storage, parent_attrs, round_names, trials_frame
+from hpo.records import ATTR
+from hpo.storage import open_storage, parent_attrs, round_names, trials_frame
 from hpo.tracking import Mirror, TrackingError, TrackingWarning
 from tests.e2e.server import MlflowServer, free_port
 from tests.hpo import objectives

@@ -130,9 +130,9 @@ def test_mapping_behaviour_and_immutability():
     assert hash(space) == hash(SearchSpace(lr=space["lr"], wd=space["wd"]))
     assert repr(space) == "SearchSpace(lr=LogUniform(1e-06, 0.01), wd=LogUniform(1e-08, 0.0001))"
     with pytest.raises(AttributeError):
-        space._params = {}
+        space._params = {}  # noqa: SLF001
     with pytest.raises(TypeError):
-        space._params["lr"] = Uniform(0, 1)
+        space._params["lr"] = Uniform(0, 1)  # noqa: SLF001
 
 
 def test_doctest_example_runs():

@@ -22,8 +22,8 @@ def make(tmp_path, objective, space=None, **kw):
 
 def test_narrowing_converges_on_a_known_optimum(tmp_path):
     result = make(tmp_path, objectives.bowl, rounds=4, trials=30, seed=1).run()
-    last = SearchSpace.from_dict(result.rounds[-1]["space"])
-    first = SearchSpace.from_dict(result.rounds[0]["space"])
+    last = result.rounds[-1].space
+    first = result.rounds[0].space
     assert last["lr"].contains(1e-3) and last["y"].contains(0.3)
     width = lambda p: math.log10(p.high / p.low)  # noqa: E731
     assert width(last["lr"]) < 0.5 * width(first["lr"])
@@ -41,9 +41,9 @@ def test_optimum_outside_the_start_is_reached_by_shifting(tmp_path):
         trials=20,
         stop=StopPolicy(when_unchanged=False),
     ).run()
-    reasons = [r["changes"]["lr"]["reason"] for r in result.rounds[1:]]
+    reasons = [r.changes["lr"].reason for r in result.rounds[1:]]
     assert {"shifted", "extended"} & set(reasons)
-    assert SearchSpace.from_dict(result.rounds[-1]["space"])["lr"].contains(1e-1)
+    assert result.rounds[-1].space["lr"].contains(1e-1)
     assert result.best_params["lr"] > 1e-2  # better than anything the start range offered
 
 
@@ -144,3 +144,15 @@ def test_bad_settings_name_the_field_and_write_nothing(tmp_path, field, kw, mess
     with pytest.raises(ValueError, match=message):
         make(tmp_path, objectives.quick, **kw)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_with_options_can_reset_an_option_to_none(tmp_path):
+    study = make(tmp_path, objectives.quick, pruner="median", experiment="x")
+    reset = study.with_options(pruner=None, experiment=None)
+    assert reset.pruner is None and reset.experiment == "t"  # back to the default: the name
+    assert study.pruner == "median"  # the original is unchanged
+
+
+def test_an_unknown_option_is_named_with_the_accepted_ones(tmp_path):
+    with pytest.raises(ValueError, match=r"^prunr: not a Study option \(accepted: .*pruner"):
+        make(tmp_path, objectives.quick, prunr="median")

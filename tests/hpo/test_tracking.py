@@ -14,8 +14,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from hpo.records import ATTR, Change
 from hpo.space import Categorical, IntRange, LogUniform, SearchSpace
-from hpo.storage import ATTR, open_storage, round_name
+from hpo.storage import open_storage, round_name
 from hpo.tracking import Mirror, TrackingError, TrackingWarning
 
 mlflow = pytest.importorskip("mlflow")
@@ -82,7 +83,9 @@ def make_study(storage, name: str, rounds: int = 2) -> None:
     parent.set_user_attr(ATTR["status"], "running")
     infos = []
     for k in range(1, rounds + 1):
-        changes = {} if k == 1 else {"lr": {"reason": "narrowed", "detail": "top 5 of 20" * 1000}}
+        old, new = space_of(1)["lr"], space_of(k)["lr"]
+        long = Change("lr", old, new, "shrunk", "top 5 of 20" * 1000).to_dict()
+        changes = {} if k == 1 else {"lr": long}
         space = space_of(k).to_dict()
         infos.append(
             {"round": k, "study_name": round_name(name, k), "space": space, "changes": changes}
@@ -160,7 +163,7 @@ def test_trial_runs_mirror_the_storage(uri, storage):
         assert r.data.params["range.act"] == "Categorical(('relu', 'tanh'))"
         assert r.data.params["range.hidden"] == "IntRange(10, 200)"
     assert round_runs[1].info.status == "FINISHED"  # round 2 started: round 1 is over
-    assert round_runs[2].data.params["reason.lr"] == "narrowed"
+    assert round_runs[2].data.params["reason.lr"] == "shrunk"
     assert len(round_runs[2].data.params["detail.lr"]) == 6000  # MLflow's param value limit
 
     trial_runs = runs(uri, "mirror", "trial")
@@ -260,7 +263,7 @@ def test_mlflow_error_mid_sync_warns_once_and_heals(uri, storage, monkeypatch):
     n = build(storage, "flaky")
     mirror = Mirror("flaky", tracking_uri=uri)
     mirror.prepare()
-    client = mirror._mlflow()
+    client = mirror._mlflow()  # noqa: SLF001
     calls = {"n": 0}
     log_batch = client.log_batch
 

@@ -33,7 +33,7 @@ def _tiny(folder: Path, gz: bool = True, n: int = 6, seed: int = 0) -> dict[str,
 def _no_real_places(monkeypatch, tmp_path):
     """Keep the machine's Debian folder and home cache out of these tests."""
     monkeypatch.delenv("HPO_DATA_DIR", raising=False)
-    real = datasets._candidates
+    real = datasets._candidates  # noqa: SLF001
 
     def candidates(name, path, cache_dir):
         return [d for d in real(name, path, cache_dir) if not str(d).startswith("/usr/share")]
@@ -178,7 +178,7 @@ def test_bundled_data_shape_dtype_range_balance():
     assert d.X_train.min() == 0 and d.X_train.max() == 1
     assert np.bincount(d.y_train).tolist() == [300] * 10
     assert np.bincount(d.y_test).tolist() == [100] * 10
-    assert datasets._BUNDLED.stat().st_size < 2_200_000
+    assert datasets._BUNDLED.stat().st_size < 2_200_000  # noqa: SLF001
 
 
 def test_digits():

@@ -3,7 +3,9 @@ engine with one trial per grid point, each with its per-epoch curves."""
 
 from __future__ import annotations
 
+import os
 from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +86,17 @@ def test_a_tiny_grid_runs_one_trial_per_point_with_curves(tmp_path):
     for _, row in done.iterrows():
         c = curves[(1, int(row["number"]))]
         assert len(c["train_acc"]) == 2 and c["train_acc"][-1] == pytest.approx(row["value"])
+
+
+def test_six_five_remembers_its_data_so_resume_rebuilds_the_same_objective(monkeypatch):
+    monkeypatch.delenv("HPO_DATASET", raising=False)
+    from hpo.loader import load_study_file
+
+    path = Path(__file__).resolve().parents[2] / "studies" / "six_five.py"
+    before = os.environ.get("HPO_DATASET")
+    default = load_study_file(path)
+    assert default.dataset == "bundled" and default.config()["dataset"] == "bundled"
+    other = load_study_file(path, dataset="digits")  # what `hpo resume` passes
+    assert other.dataset == "digits" and other.fixed["data"] == "digits"
+    assert other.objective.data.X_train.shape[1] == 64  # 8 x 8 digits, not 28 x 28 images
+    assert os.environ.get("HPO_DATASET") == before  # restored after loading

@@ -1,0 +1,102 @@
+"""What the CLI shows a person: the live progress line and the printed result of a study.
+
+Only :mod:`hpo.cli` uses this module; nothing else in hpo prints.
+"""
+
+from __future__ import annotations
+
+import time
+
+from hpo.records import FINISHED, TrialStatus
+
+__all__ = ["ProgressDisplay", "print_result"]
+
+
+class ProgressDisplay:
+    """One progress line for the whole study: a live line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream):
+        self.stream, self.tty = stream, stream.isatty()
+        self.last_line, self.last_print, self.live = "", 0.0, False
+
+    def __call__(self, p) -> None:
+        best = "-" if p.best is None else f"{p.best:.4f}"
+        mins, secs = divmod(int(p.elapsed), 60)
+        line = (
+            f"round {p.round}/{p.rounds}: {p.done}/{p.total} trials done, {p.running} running,"
+            f" {p.failed} failed, best {best}, {mins}:{secs:02d}"
+        )
+        if p.event in ("narrowed", "round_start") and p.done == 0:
+            self._end_live()
+            print(f"round {p.round}/{p.rounds} starts", file=self.stream, flush=True)
+            return
+        if p.event == "final":
+            self._end_live()
+            print(
+                "retraining the best configuration and scoring it on the test split",
+                file=self.stream,
+                flush=True,
+            )
+            return
+        if self.tty:
+            self.stream.write("\r" + line.ljust(len(self.last_line)))
+            self.stream.flush()
+            self.live = True
+            if p.event == "round_end":
+                self._end_live()
+        elif line != self.last_line and (
+            p.event == "round_end" or time.monotonic() - self.last_print > 5
+        ):
+            print(line, file=self.stream, flush=True)
+            self.last_print = time.monotonic()
+        self.last_line = line
+
+    def _end_live(self):
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.live = False
+
+    def close(self):
+        self._end_live()
+
+
+def print_result(result) -> None:
+    print(f"\nstudy {result.name}: {result.status}")
+    for r in result.rounds:
+        print(f"round {r.round}:")
+        for name, param in r.space.items():
+            change = r.changes.get(name)
+            why = "starting range"
+            if change:
+                detail = change.detail
+                why = detail if detail.startswith(change.reason) else f"{change.reason}: {detail}"
+            print(f"  {name:<14} {param.short():<32} {why}")
+    frame = result.trials
+    done = frame["status"].isin(FINISHED).sum() if len(frame) else 0
+    print(
+        f"trials: {len(frame)} recorded, {done} finished"
+        + _counts(frame, (*FINISHED[1:], TrialStatus.FAILED, TrialStatus.INTERRUPTED))
+    )
+    if result.best_params:
+        params = ", ".join(f"{k}={_num(v)}" for k, v in result.best_params.items())
+        print(f"best configuration: {params}")
+        print(f"best score ({result.metric}): {result.best_value:.4f}")
+    if result.test_score is not None:
+        print(f"test score of the best configuration (retrained once): {result.test_score:.4f}")
+    if result.files:
+        print(f"tables and figures in {result.out}/: {', '.join(sorted(result.files))}")
+    print("inspect the trials: make ui   (MLflow, runs table under the study's experiment)")
+
+
+def _counts(frame, statuses) -> str:
+    if not len(frame):
+        return ""
+    parts = [
+        f"{(frame['status'] == s).sum()} {s}" for s in statuses if (frame["status"] == s).any()
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _num(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -1,0 +1,264 @@
+"""The rounds loop of one study: run a round, read its trials once, narrow, start the next.
+
+Everything the driver decides is written to the storage before it acts on it (the rounds, the
+best trial, the status), so an interrupted study resumes where it stopped. It reports progress
+through a callback and never prints.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from hpo.distributed import wait_for_round
+from hpo.liveness import fail_orphans
+from hpo.narrowing import converged, narrow
+from hpo.queue import RoundStudy, counts, replace_failed
+from hpo.records import ATTR, RoundRecord, TrialStatus, best_of, to_json
+from hpo.result import Interrupted, StudyError, load_result
+from hpo.runner import is_worker_death, run_workers, shutdown_pool
+from hpo.settings import Settings
+from hpo.space import SearchSpace
+from hpo.storage import best_score, parent_attrs, read_rounds, round_name, trials_frame
+from hpo.trials import trial_seed
+
+__all__ = ["Driver", "Progress"]
+
+
+@dataclass
+class Progress:
+    """A snapshot for progress displays: the current round and the whole study so far."""
+
+    round: int
+    rounds: int
+    done: int
+    total: int
+    running: int
+    failed: int
+    best: float | None
+    elapsed: float
+    event: str = "tick"  # tick, round_start, round_end, narrowed, final
+
+
+class Driver:
+    """Runs the rounds of one study (``settings``) on an opened storage."""
+
+    def __init__(self, settings: Settings, storage, mirror=None, progress=None):
+        self.s, self.storage, self.mirror = settings, storage, mirror
+        self.progress: Callable[[Progress], None] | None = progress
+        self.t0 = time.monotonic()
+
+    def rounds(self) -> list[RoundRecord]:
+        return read_rounds(parent_attrs(self.storage, self.s.name))
+
+    def set(self, key: str, value: Any) -> None:
+        sid = self.storage.get_study_id_from_name(self.s.name)
+        self.storage.set_study_user_attr(sid, ATTR[key], to_json(value))
+
+    def loop(self) -> None:
+        s = self.s
+        self.set("status", "running")
+        if not self.rounds():
+            self.start_round(RoundRecord(1, round_name(s.name, 1), s.space))
+        try:
+            while True:
+                record = self.rounds()[-1]
+                self.run_round(record.round, record.space)
+                why = self.after_round(record)
+                if why is not None:
+                    self.set("status", why)
+                    break
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise Interrupted(f"study {s.name!r} interrupted; finished trials are kept") from None
+        except StudyError as exc:
+            self.set("status", f"stopped: {exc}")
+            self.sync()
+            raise
+        self.final()
+
+    def after_round(self, record: RoundRecord) -> str | None:
+        """Narrow and start the next round; or the study's final status when it ends here."""
+        s, k = self.s, record.round
+        trials = trials_frame(self.storage, s.name)  # read once per round
+        frame = trials[trials["round"] == k]
+        best = best_of(trials, s.direction)
+        if best is not None:
+            self.set("best", best.to_dict())
+        if not (frame["status"] == TrialStatus.FINISHED).any():
+            raise StudyError(self.all_failed_message(k, frame))
+        if k >= s.rounds:
+            return "finished"
+        new_space, changes = narrow(record.space, frame, direction=s.direction, policy=s.narrowing)
+        why = self.should_stop(k, changes, trials)
+        if why:
+            return f"stopped: {why}"
+        self.start_round(RoundRecord(k + 1, round_name(s.name, k + 1), new_space, changes))
+        return None
+
+    def start_round(self, record: RoundRecord) -> None:
+        rounds = [r.to_dict() for r in self.rounds()] + [record.to_dict()]
+        self.set("rounds", rounds)
+        self.emit(record.round, "narrowed" if record.round > 1 else "round_start")
+
+    def run_round(self, k: int, space: SearchSpace) -> None:
+        s = self.s
+        study = optuna.create_study(
+            study_name=round_name(s.name, k),
+            storage=self.storage,
+            direction=s.direction,
+            load_if_exists=True,
+        )
+        study.set_user_attr(ATTR["round"], k)
+        study.set_user_attr(ATTR["parent"], s.name)
+        rs = RoundStudy.of(study)
+        fail_orphans(self.storage, rs.id)  # left RUNNING by a crash: failed, replaced
+        job = s.round_job(k, space)
+        restarts = 0
+        while replace_failed(rs, s.trials, s.max_failures):
+            if counts(self.storage, rs.id)["done"] >= s.trials:
+                break
+            with _Monitor(self, k, rs.id):
+                try:
+                    run_workers(job, s.trials, s.workers, s.backend)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # a worker process died: fail its trial, go on
+                    if not is_worker_death(exc) or restarts >= 3 * s.trials:
+                        raise
+                    restarts += 1
+                    # loky ends the whole pool: a worker may die between claiming a trial and
+                    # signing it; such a trial is failed now rather than after a minute
+                    fail_orphans(self.storage, rs.id, unowned=True)
+                wait_for_round(self.storage, rs.id)  # trials of `hpo worker`s elsewhere
+            fail_orphans(self.storage, rs.id)
+        self.emit(k, "round_end")
+
+    def should_stop(self, k: int, changes, trials: pd.DataFrame) -> str | None:
+        stop = self.s.stop
+        if stop.when_unchanged and converged(changes):
+            return f"ranges unchanged after round {k}"
+        if stop.patience is not None and k > stop.patience:
+            ok = trials[trials["status"] == TrialStatus.FINISHED]
+            sign = 1 if self.s.direction == "maximize" else -1
+            per_round = (sign * ok.groupby("round")["value"].max()).cummax()
+            before = per_round.get(k - stop.patience)
+            if before is not None and per_round.get(k, -math.inf) - before <= stop.min_delta:
+                return f"best score did not improve for {stop.patience} round(s)"
+        return None
+
+    def all_failed_message(self, k: int, frame: pd.DataFrame) -> str:
+        failed = frame[frame["status"].isin((TrialStatus.FAILED, TrialStatus.INTERRUPTED))]
+        first = failed["reason"].dropna().iloc[0] if not failed["reason"].dropna().empty else "?"
+        return (
+            f"no trial of round {k} finished ({len(failed)} failed, "
+            f"{(frame['status'] == TrialStatus.DIVERGED).sum()} diverged); first error: {first}"
+        )
+
+    def final(self) -> None:
+        """Retrain the best configuration once and score it on the test split; write the report
+        and the study's own figures; finish the MLflow mirror."""
+        attrs = parent_attrs(self.storage, self.s.name)
+        best = attrs.get(ATTR["best"])
+        final = getattr(self.s.objective, "final", None)
+        if best and callable(final) and ATTR["test_score"] not in attrs:
+            self.emit(self.rounds()[-1].round, "final")
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):  # as in the workers: the same numbers whatever the backend
+                scores = final(best["params"], trial_seed(self.s.seed, 0, best["number"]))
+            if "test_score" in scores:
+                self.set("test_score", scores["test_score"])
+        from hpo.report import curves_of, write_report
+
+        files = write_report(self.storage, self.s.name, self.s.out)
+        if self.s.figures is not None:  # the study's own figures, e.g. 6-3's 4 x 4 grid
+            result = load_result(self.storage, self.s.name, self.s.out)
+            for path in self.s.figures(result, curves_of(self.storage, self.s.name), result.out):
+                files[Path(path).name] = Path(path)
+        if self.mirror is not None:
+            attrs = parent_attrs(self.storage, self.s.name)
+            self.mirror.finish(
+                self.storage,
+                artifacts=list(files.values()),
+                best=attrs.get(ATTR["best"]),
+                test_score=attrs.get(ATTR["test_score"]),
+            )
+
+    def interrupt(self) -> None:
+        shutdown_pool()
+        rounds = self.rounds()
+        if rounds:
+            sid = self.storage.get_study_id_from_name(rounds[-1].study_name)
+            fail_orphans(self.storage, sid, everyone=True)
+        self.set("status", "interrupted")
+        self.sync()
+
+    def sync(self) -> None:
+        if self.mirror is not None:
+            self.mirror.sync(self.storage)
+
+    def emit(self, k: int, event: str, study_id: int | None = None) -> None:
+        if self.progress is None:
+            return
+        if study_id is None:
+            try:
+                study_id = self.storage.get_study_id_from_name(round_name(self.s.name, k))
+            except KeyError:
+                study_id = None
+        c = counts(self.storage, study_id) if study_id is not None else {"done": 0}
+        best = (parent_attrs(self.storage, self.s.name) or {}).get(ATTR["best"])
+        if best:
+            best_value = best["value"]
+        elif study_id is not None:
+            trials = self.storage.get_all_trials(study_id, deepcopy=False)
+            best_value = best_score(trials, self.s.direction)
+        else:
+            best_value = None
+        self.progress(
+            Progress(
+                round=k,
+                rounds=self.s.rounds,
+                done=c["done"],
+                total=self.s.trials,
+                running=c.get("running", 0),
+                failed=c.get("failed", 0) + c.get("interrupted", 0),
+                best=best_value,
+                elapsed=time.monotonic() - self.t0,
+                event=event,
+            )
+        )
+
+
+class _Monitor:
+    """While workers run: a thread that refreshes the progress display and the MLflow mirror."""
+
+    def __init__(self, driver: Driver, k: int, study_id: int, interval: float = 0.5):
+        self.d, self.k, self.sid, self.interval = driver, k, study_id, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.loop, name="hpo-monitor", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.d.sync()
+
+    def loop(self) -> None:
+        last_sync = 0.0
+        while not self.stop.wait(self.interval):
+            self.d.emit(self.k, "tick", self.sid)
+            if time.monotonic() - last_sync >= 1.0:
+                self.d.sync()
+                last_sync = time.monotonic()

@@ -1,0 +1,114 @@
+"""Which RUNNING trials lost their worker: a dead pid on this host, or a stopped heartbeat.
+
+A trial left RUNNING by a dead worker is failed here (and replaced by the driver's queue), so a
+crashed worker never leaves a hole in a round's budget.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, datetime
+
+import optuna
+from optuna.trial import TrialState
+
+from hpo import _optuna
+from hpo.records import ATTR, TrialStatus
+
+__all__ = ["fail_orphans", "fail_stale", "worker_id"]
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, as trials record their worker."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_orphans(storage, study_id: int, *, everyone: bool = False, unowned: bool = False) -> int:
+    """Mark RUNNING trials whose worker process is gone (or all, with ``everyone``) as failed.
+
+    ``unowned``: also fail at once the trials claimed by a worker that never signed them (it
+    died right after claiming); otherwise they are failed a minute after their claim.
+
+    A worker on this host is checked by pid; RDB storages also fail trials whose heartbeat
+    stopped. Returns how many trials were failed.
+    """
+    n = 0 if everyone else fail_stale(storage, study_id)
+    for t in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get(ATTR["worker"], "")
+        if not (everyone or _is_orphan(t, owner, unowned)):
+            continue
+        status = TrialStatus.INTERRUPTED if everyone else TrialStatus.FAILED
+        reason = "interrupted" if everyone else f"worker {owner or '?'} died during the trial"
+        tid = _optuna.trial_id(t)
+        storage.set_trial_user_attr(tid, ATTR["trial_status"], str(status))
+        storage.set_trial_user_attr(tid, ATTR["reason"], reason)
+        storage.set_trial_state_values(tid, state=TrialState.FAIL)
+        n += 1
+    return n
+
+
+def _is_orphan(t, owner: str, unowned: bool) -> bool:
+    if not owner:  # claimed but never started: its worker died at once
+        return unowned or _claimed_long_ago(t)
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # elsewhere: only its heartbeat can tell (fail_stale)
+    return not _alive(int(pid)) or _started_after(int(pid), t.datetime_start)
+
+
+def fail_stale(storage, study_id: int) -> int:
+    """RDB storages: fail the RUNNING trials whose worker (on any machine) stopped sending
+    heartbeats for the grace period (``HPO_HEARTBEAT_GRACE``); returns how many."""
+    if not _optuna.is_heartbeat_enabled(storage):
+        return 0
+    n = 0
+    for trial_id in _optuna.stale_trial_ids(storage, study_id):
+        owner = storage.get_trial(trial_id).user_attrs.get(ATTR["worker"], "?")
+        try:  # our attrs first: Optuna refuses to change a finished trial
+            storage.set_trial_user_attr(trial_id, ATTR["trial_status"], str(TrialStatus.FAILED))
+            storage.set_trial_user_attr(
+                trial_id, ATTR["reason"], f"worker {owner} stopped sending heartbeats"
+            )
+            n += storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # it finished (or another process failed it) meanwhile
+    return n
+
+
+def _claimed_long_ago(t, seconds: float = 60.0) -> bool:
+    if t.datetime_start is None:
+        return True
+    start = t.datetime_start.astimezone(UTC)  # Optuna records naive local times
+    return (datetime.now(UTC) - start).total_seconds() > seconds
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed child not yet reaped) is dead for our purpose
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _started_after(pid: int, when) -> bool:
+    """Whether process ``pid`` started after ``when`` (a trial's start, naive local time as Optuna
+    records it): then it is not the trial's worker but a later process given the same pid, as
+    happens after a reboot."""
+    if when is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start, since boot
+        with open("/proc/uptime") as f:
+            boot = time.time() - float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return boot + ticks / os.sysconf("SC_CLK_TCK") > when.timestamp() + 1.0

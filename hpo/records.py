@@ -1,0 +1,218 @@
+"""What a study keeps in the storage, by name, and the typed records read back from it.
+
+The one place that knows the attribute keys (``ATTR``), the trial statuses, the ``params_``
+columns of a trials table, the shape of a round's record and how trials are ranked. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from hpo.space import Param, SearchSpace, param_from_dict
+
+if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported where used
+    import pandas as pd
+
+__all__ = [
+    "ATTR",
+    "DEFAULT_METRIC",
+    "FINISHED",
+    "PARAM_PREFIX",
+    "REASONS",
+    "Best",
+    "Change",
+    "RoundRecord",
+    "TRIAL_COLUMNS",
+    "TrialStatus",
+    "best_of",
+    "metric_of",
+    "param_columns",
+    "params_of",
+    "ranked",
+    "to_json",
+]
+
+# User-attribute keys. Parent study: config, rounds, best, test_score, status.
+# Round study: round, parent. Trial: status, reason, traceback, seed, worker, duration, curves.
+ATTR = {
+    "config": "hpo.config",
+    "rounds": "hpo.rounds",
+    "best": "hpo.best",
+    "test_score": "hpo.test_score",
+    "status": "hpo.status",
+    "round": "hpo.round",
+    "parent": "hpo.parent",
+    "trial_status": "hpo.status",
+    "reason": "hpo.reason",
+    "traceback": "hpo.traceback",
+    "seed": "hpo.seed",
+    "worker": "hpo.worker",
+    "duration": "hpo.duration",
+    "curves": "hpo.curves",
+}
+
+PARAM_PREFIX = "params_"  # a trials table has one column per parameter: params_<name>
+DEFAULT_METRIC = "value"  # the name of an objective's score when it declares no ``metric``
+
+
+class TrialStatus(StrEnum):
+    """hpo's status of a trial (a str: it compares equal to its value and is stored as one)."""
+
+    FINISHED = "finished"  # scored
+    PRUNED = "pruned"  # stopped early by the pruner
+    DIVERGED = "diverged"  # training blew up (NaN or infinite loss or score): never scored
+    FAILED = "failed"  # the objective raised, or its worker died
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM: replaced on resume, not a failure
+    RUNNING = "running"
+    WAITING = "waiting"  # queued by the driver, not claimed yet
+
+
+# Statuses that count towards a round's budget.
+FINISHED = (TrialStatus.FINISHED, TrialStatus.PRUNED, TrialStatus.DIVERGED)
+
+# Columns of a trials table before its params_<name> columns (hpo.storage.trials_frame).
+TRIAL_COLUMNS = (
+    "round",
+    "number",
+    "state",
+    "status",
+    "value",
+    "duration",
+    "seed",
+    "worker",
+    "reason",
+    "started",
+    "completed",
+)
+
+REASONS = ("shrunk", "shifted", "extended", "kept")  # what narrowing did to a range
+
+
+def metric_of(objective: Any) -> str:
+    """The name of what ``objective`` returns: its ``metric`` attribute, else ``value``."""
+    return getattr(objective, "metric", None) or DEFAULT_METRIC
+
+
+def to_json(value: Any) -> Any:
+    """Round-trip a value through JSON (Optuna user attrs must be JSON-serialisable)."""
+    return json.loads(json.dumps(value))
+
+
+@dataclass(frozen=True)
+class Change:
+    """What narrowing did to one parameter, and why, in one line a user can read."""
+
+    name: str
+    old: Param
+    new: Param
+    reason: str  # one of REASONS
+    detail: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"Change.reason must be one of {REASONS}, but got {self.reason!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (params in their ``to_dict`` form)."""
+        return {**dataclasses.asdict(self), "old": self.old.to_dict(), "new": self.new.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Change:
+        """Inverse of :meth:`to_dict`."""
+        old, new = param_from_dict(d["old"]), param_from_dict(d["new"])
+        return cls(d["name"], old, new, d["reason"], d["detail"])
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One round as the parent study records it: its Optuna study, space, and why it is so."""
+
+    round: int
+    study_name: str
+    space: SearchSpace
+    changes: Mapping[str, Change] = field(default_factory=dict)  # empty for round 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "study_name": self.study_name,
+            "space": self.space.to_dict(),
+            "changes": {n: c.to_dict() for n, c in self.changes.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RoundRecord:
+        changes = {n: Change.from_dict(c) for n, c in (d.get("changes") or {}).items()}
+        return cls(int(d["round"]), d["study_name"], SearchSpace.from_dict(d["space"]), changes)
+
+    def why(self, name: str) -> str:
+        """The reason of parameter ``name``'s range, e.g. ``shifted`` (``start`` in round 1)."""
+        change = self.changes.get(name)
+        return change.reason if change is not None else "start"
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best finished trial of a study: what the study reports."""
+
+    params: dict[str, Any]
+    value: float
+    round: int
+    number: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_json(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> Best | None:
+        if not d:
+            return None
+        return cls(dict(d["params"]), float(d["value"]), int(d["round"]), int(d["number"]))
+
+
+def param_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``params_<name>`` columns of a trials table, in order."""
+    return [c for c in frame.columns if c.startswith(PARAM_PREFIX)]
+
+
+def params_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A table row's parameters as ``{name: plain Python value}``; missing (NaN) ones left out."""
+    out = {}
+    for column, value in row.items():
+        if not str(column).startswith(PARAM_PREFIX):
+            continue
+        if isinstance(value, float) and math.isnan(value):
+            continue
+        out[str(column)[len(PARAM_PREFIX) :]] = value.item() if hasattr(value, "item") else value
+    return out
+
+
+def ranked(frame: pd.DataFrame, direction: str = "maximize") -> pd.DataFrame:
+    """The scored trials of a trials table, best first (ties keep row order).
+
+    Scored: Optuna state COMPLETE with a finite value; pruned and diverged trials never rank.
+    Works on hpo's trials table and on ``optuna.Study.trials_dataframe()`` alike.
+    """
+    import numpy as np
+    import pandas as pd
+
+    values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(dtype=float)
+    states = [str(getattr(s, "name", s)).upper() for s in frame["state"]]
+    rows = np.flatnonzero((np.array(states) == "COMPLETE") & np.isfinite(values))
+    key = -values[rows] if direction == "maximize" else values[rows]
+    return frame.iloc[rows[np.argsort(key, kind="stable")]]
+
+
+def best_of(frame: pd.DataFrame, direction: str = "maximize") -> Best | None:
+    """The best scored trial of a trials table (columns round, number, value, params_*)."""
+    top = ranked(frame, direction)
+    if top.empty:
+        return None
+    row = top.iloc[0]
+    return Best(params_of(row), float(row["value"]), int(row["round"]), int(row["number"]))

@@ -1,0 +1,217 @@
+"""A study's settings: validated once when the study is defined, then frozen.
+
+:class:`Settings` is what the driver, the workers (:meth:`Settings.round_job`) and the storage
+(:meth:`Settings.config`) read; :class:`hpo.Study` is the user's handle on it. Every check says
+which field is wrong and what it accepts, before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from hpo.choices import BACKENDS, PRUNERS, SAMPLERS
+from hpo.narrowing import NarrowingPolicy
+from hpo.records import metric_of, to_json
+from hpo.space import Categorical, SearchSpace
+from hpo.storage import check_spec, round_name
+from hpo.trials import RoundJob
+
+__all__ = ["OPTIONS", "Settings", "StopPolicy"]
+
+
+@dataclass(frozen=True)
+class StopPolicy:
+    """When to stop before the last round: ranges unchanged, or no gain for ``patience`` rounds."""
+
+    when_unchanged: bool = True
+    patience: int | None = None
+    min_delta: float = 0.0
+
+    def __post_init__(self):
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ValueError(
+                f"stop.patience: must be a positive integer or None, got {self.patience!r}"
+            )
+        if not (isinstance(self.min_delta, (int, float)) and self.min_delta >= 0):
+            raise ValueError(f"stop.min_delta: must be a number >= 0, got {self.min_delta!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything about a study but its trials. Options left at None take the default shown."""
+
+    name: str
+    space: SearchSpace
+    objective: Callable[..., Any]
+    direction: str | None = None  # None: the objective's ``direction``, else maximize
+    sampler: str = "random"  # the textbook's method; tpe, qmc, cmaes, grid
+    pruner: str | None = None  # none, median, hyperband
+    rounds: int = 3
+    trials: int = 20  # per round
+    workers: int | None = None  # None: the number of CPUs
+    seed: int = 0
+    storage: str | None = None  # None: OUT/optuna.journal
+    out: str | Path = "runs"
+    narrowing: NarrowingPolicy | None = None
+    stop: StopPolicy | None = None
+    tracking: bool = True
+    tracking_uri: str | None = None
+    experiment: str | None = None  # None: the study's name
+    fixed: dict[str, Any] | None = None  # settings shown with every trial (epochs, net, ...)
+    backend: str = "loky"
+    max_failures: int = 5
+    source: str | None = None  # the study file, so that `hpo resume` can rebuild the objective
+    dataset: str | None = None  # None: the objective's data name; resume rebuilds on the same
+    figures: Callable[..., Any] | None = None
+
+    def __post_init__(self) -> None:
+        _check_identity(self.name, self.space, self.objective)
+        direction = self.direction or getattr(self.objective, "direction", "maximize")
+        _check_choice("direction", direction, ("maximize", "minimize"))
+        _check_choice("sampler", self.sampler, SAMPLERS)
+        _check_choice("pruner", self.pruner, (None, *PRUNERS))
+        _check_choice("backend", self.backend, BACKENDS)
+        for name, low in (("rounds", 1), ("trials", 1), ("seed", 0), ("max_failures", 1)):
+            _check_int(name, getattr(self, name), low)
+        if self.workers is not None:
+            _check_int("workers", self.workers, 1)
+        if self.sampler == "grid":
+            _check_grid(self.space, self.rounds, self.trials)
+        _check_types(self)
+        out = Path(self.out)
+        resolved = {
+            "direction": direction,
+            "workers": self.workers or os.cpu_count() or 1,
+            "out": out,
+            "storage": self.storage or str(out / "optuna.journal"),
+            "narrowing": self.narrowing or NarrowingPolicy(),
+            "stop": self.stop or StopPolicy(),
+            "experiment": self.experiment or self.name,
+            "fixed": _json_fixed(self.fixed),
+            "dataset": self.dataset or getattr(getattr(self.objective, "data", None), "name", None),
+        }
+        for key, value in resolved.items():
+            object.__setattr__(self, key, value)
+        check_spec(self.storage)
+
+    @property
+    def metric(self) -> str:
+        """What the score measures (e.g. val_acc): the objective's ``metric``, else value."""
+        return metric_of(self.objective)
+
+    def config(self) -> dict[str, Any]:
+        """The settings stored with the study (and logged to MLflow)."""
+        return to_json(
+            {
+                "direction": self.direction,
+                "sampler": self.sampler,
+                "pruner": self.pruner,
+                "rounds": self.rounds,
+                "trials": self.trials,
+                "workers": self.workers,
+                "seed": self.seed,
+                "metric": self.metric,
+                "fixed": self.fixed,
+                "narrowing": asdict(self.narrowing),
+                "stop": asdict(self.stop),
+                "source": self.source,
+                "dataset": self.dataset,
+                "experiment": self.experiment,
+                "out": str(self.out),
+                "space": self.space.to_dict(),
+                "backend": self.backend,
+                "tracking_uri": _absolute_uri(self.tracking_uri) if self.tracking else None,
+            }
+        )
+
+    def round_job(self, k: int, space: SearchSpace) -> RoundJob:
+        """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s)."""
+        return RoundJob(
+            # a journal path made absolute: Dask workers may run in another folder (same disk)
+            storage=self.storage if "://" in self.storage else str(Path(self.storage).resolve()),
+            study_name=round_name(self.name, k),
+            round=k,
+            space_dict=space.to_dict(),
+            objective=self.objective,
+            direction=self.direction,
+            sampler=self.sampler,
+            pruner=self.pruner,
+            max_steps=self.fixed.get("epochs"),
+            seed=self.seed,
+            metric=self.metric,
+            max_failures=self.max_failures,
+        )
+
+
+# Option names a Study accepts (everything but its name, space and objective).
+OPTIONS = tuple(f.name for f in fields(Settings) if f.name not in ("name", "space", "objective"))
+
+
+def _check_identity(name: Any, space: Any, objective: Any) -> None:
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise ValueError(f"name: must be a non-empty string without '/', got {name!r}")
+    if any(c in name for c in "/\\\n"):
+        raise ValueError(f"name: must be a non-empty string without '/', got {name!r}")
+    if not isinstance(space, SearchSpace):
+        raise ValueError(f"space: must be a hpo.SearchSpace, got {type(space).__name__}")
+    if not callable(objective):
+        raise ValueError(f"objective: must be callable, got {type(objective).__name__}")
+
+
+def _check_choice(name: str, value: Any, accepted: tuple) -> None:
+    if value not in accepted:
+        shown = ", ".join(str(a) for a in accepted if a is not None)
+        if name == "direction":
+            raise ValueError(f"direction: must be 'maximize' or 'minimize', got {value!r}")
+        raise ValueError(f"{name}: must be one of {shown}; got {value!r}")
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
+
+
+def _check_types(s: Settings) -> None:
+    if s.narrowing is not None and not isinstance(s.narrowing, NarrowingPolicy):
+        raise ValueError("narrowing: must be a hpo.NarrowingPolicy")
+    if s.stop is not None and not isinstance(s.stop, StopPolicy):
+        raise ValueError("stop: must be a hpo.StopPolicy")
+    if s.figures is not None and not callable(s.figures):
+        raise ValueError("figures: must be a callable (result, curves, out_dir) -> paths")
+
+
+def _check_grid(space: SearchSpace, rounds: int, trials: int) -> None:
+    """The grid sampler runs each combination of Categorical choices once, in a single round."""
+    other = [f"{n}: {type(p).__name__}" for n, p in space.items() if not isinstance(p, Categorical)]
+    if other:
+        raise ValueError(f"sampler 'grid': every parameter must be Categorical, got {other[0]}")
+    size = math.prod(len(p.choices) for p in space.values())
+    if rounds != 1 or not isinstance(trials, int) or not 1 <= trials <= size:
+        raise ValueError(
+            f"sampler 'grid': needs rounds=1 and trials <= the grid size {size}, "
+            f"got rounds={rounds!r}, trials={trials!r}"
+        )
+
+
+def _json_fixed(fixed: dict[str, Any] | None) -> dict[str, Any]:
+    if fixed is None:
+        return {}
+    try:
+        return to_json(fixed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"fixed: must be JSON-serialisable settings ({exc})") from None
+
+
+def _absolute_uri(uri: str | None) -> str:
+    """The tracking URI with a relative SQLite path made absolute, so a resume finds it."""
+    from hpo.tracking import resolve_uri
+
+    uri = resolve_uri(uri)
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///") :]).resolve())
+    return uri

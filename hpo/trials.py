@@ -1,0 +1,129 @@
+"""One trial: take its parameters, call the objective, record how it ended.
+
+The objective's bugs fail their trial, not the study; a diverging trial is recorded with its
+reason and never scored; Ctrl-C marks the trial interrupted and goes on up to the driver.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from hpo.liveness import worker_id
+from hpo.objective import Diverged, TrialContext, call_objective
+from hpo.queue import RoundStudy
+from hpo.records import ATTR, DEFAULT_METRIC, TrialStatus
+from hpo.sampling import assign_grid_point, suggest
+from hpo.space import SearchSpace
+
+__all__ = ["RoundJob", "run_trial", "trial_seed"]
+
+
+def trial_seed(seed: int, round_: int, number: int) -> int:
+    """A trial's seed: a function of (study seed, round, trial number), not of scheduling."""
+    return int(np.random.SeedSequence([seed, round_, number]).generate_state(1)[0])
+
+
+@dataclass(frozen=True)
+class RoundJob:
+    """Everything a worker needs to take trials of one round (picklable)."""
+
+    storage: str
+    study_name: str
+    round: int
+    space_dict: dict[str, Any]  # the SearchSpace as plain data: cheap and safe to pickle
+    objective: Callable[..., Any]
+    direction: str = "maximize"
+    sampler: str = "random"
+    pruner: str | None = None
+    max_steps: int | None = None
+    seed: int = 0
+    metric: str = DEFAULT_METRIC
+    max_failures: int = 5
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.space_dict)
+
+
+@dataclass
+class _Outcome:
+    status: TrialStatus
+    value: float | None = None
+    reason: str | None = None
+    traceback: str | None = None
+
+    @property
+    def state(self) -> TrialState:
+        if self.status == TrialStatus.FINISHED:
+            return TrialState.COMPLETE
+        if self.status in (TrialStatus.PRUNED, TrialStatus.DIVERGED):
+            return TrialState.PRUNED
+        return TrialState.FAIL
+
+
+def run_trial(job: RoundJob, rs: RoundStudy, trial_id: int) -> TrialStatus:
+    """Run one claimed trial to its end and record it; returns its status."""
+    number = rs.storage.get_trial_number_from_id(trial_id)
+    seed = trial_seed(job.seed, job.round, number)
+    if job.sampler == "random":  # params then depend on (seed, round, number) only
+        rs.study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    if job.sampler == "grid":
+        assign_grid_point(rs.study, rs.storage, rs.id, trial_id, number)
+    trial = optuna.Trial(rs.study, trial_id)
+    trial.set_user_attr(ATTR["seed"], seed)
+    trial.set_user_attr(ATTR["worker"], worker_id())
+    params = suggest(trial, job.space)
+
+    def report(step: int, value: float) -> bool:
+        if job.pruner in (None, "none"):  # curves are kept anyway: spare 1 write per epoch
+            return False
+        trial.report(value, step)
+        return trial.should_prune()
+
+    ctx = TrialContext(number=number, round=job.round, seed=seed, metric=job.metric, _report=report)
+    start = time.perf_counter()
+    try:
+        outcome = _call(job.objective, params, ctx)
+    except (KeyboardInterrupt, SystemExit):
+        _record(rs, trial, _Outcome(TrialStatus.INTERRUPTED, reason="interrupted"), ctx, start)
+        raise
+    _record(rs, trial, outcome, ctx, start)
+    return outcome.status
+
+
+def _call(objective, params: dict[str, Any], ctx: TrialContext) -> _Outcome:
+    try:
+        value = float(call_objective(objective, params, ctx))
+    except optuna.TrialPruned as exc:
+        return _Outcome(TrialStatus.PRUNED, reason=str(exc) or "pruned")
+    except Diverged as exc:
+        return _Outcome(TrialStatus.DIVERGED, reason=str(exc))
+    except Exception as exc:  # the objective's bug fails this trial, not the study
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        return _Outcome(TrialStatus.FAILED, reason=reason, traceback=traceback.format_exc())
+    if not math.isfinite(value):
+        return _Outcome(TrialStatus.DIVERGED, reason=f"score is {value}")
+    return _Outcome(TrialStatus.FINISHED, value)
+
+
+def _record(rs: RoundStudy, trial: optuna.Trial, out: _Outcome, ctx: TrialContext, start: float):
+    attrs = {
+        "reason": out.reason,
+        "traceback": out.traceback,
+        "duration": time.perf_counter() - start,
+        "curves": ctx.curves or None,
+    }
+    for key, val in attrs.items():
+        if val is not None:
+            trial.set_user_attr(ATTR[key], val)
+    trial.set_user_attr(ATTR["trial_status"], str(out.status))
+    rs.study.tell(trial, out.value if out.state == TrialState.COMPLETE else None, state=out.state)
