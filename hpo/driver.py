@@ -97,7 +97,14 @@ class Driver:
             raise StudyError(self.all_failed_message(k, frame))
         if k >= s.rounds:
             return "finished"
-        new_space, changes = narrow(record.space, frame, direction=s.direction, policy=s.narrowing)
+        new_space, changes = narrow(
+            record.space,
+            frame,
+            direction=s.direction,
+            policy=s.narrowing,
+            incumbent=best.params if best is not None else None,
+            history=[r.changes for r in self.rounds()],
+        )
         why = self.should_stop(k, changes, trials)
         if why:
             return f"stopped: {why}"

@@ -1,8 +1,16 @@
 """Narrow a search space around a round's best trials, the 6-5 way, and say why for each bound.
 
-Pure: (space, trials, policy) -> (next space, one Change per parameter). A best trial that crowds
-an edge means the optimum is not bracketed yet (6-5's best learning rates sit at the top of the
-starting range), so that side moves past the edge, up to the hard limits, instead of shrinking.
+Pure: (space, trials, policy) -> (next space, one Change per parameter). It decides as a careful
+researcher would, on evidence judged against the round's noise (:mod:`hpo.evidence`):
+
+- A parameter is narrowed only when its effect beats shuffled scores; otherwise it is kept.
+- When the score climbs toward an edge, the range moves past it by at least a whole width, in
+  steps that double while the climb goes on (6-5's best learning rates sit above its start).
+- A best trial that crowds an edge means the optimum is not bracketed yet: that side moves out.
+- A categorical choice is dropped only when enough of its trials score clearly worse.
+- When no parameter shows evidence and an exploration trial (drawn from the hard limits) beat
+  every trial of the ranges, the ranges are wrong: they widen toward the hard limits. The best
+  trial so far (``incumbent``) always stays inside the new ranges.
 """
 
 from __future__ import annotations
@@ -11,12 +19,13 @@ import dataclasses
 import math
 import numbers
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hpo.evidence import numeric_evidence, worse_than
 from hpo.records import Change, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
 
@@ -45,6 +54,10 @@ class NarrowingPolicy:
     edge: float = 0.1  # a best trial this close to a bound (fraction of width) crowds it
     push: float = 0.5  # past a crowded edge, move this fraction of the current width at least
     min_trials: int = 4  # fewer finished trials than this: keep every range
+    alpha: float = 0.05  # evidence: a parameter matters when p < alpha (1: always narrow)
+    min_choice_trials: int = 5  # a choice is dropped only with this many trials of it and its rival
+    explore: float = 0.2  # share of each round's trials drawn from the hard limits (0: none)
+    permutations: int = 399  # shuffles behind each p-value
 
     def __post_init__(self) -> None:
         below = math.nextafter  # open bounds: the next float inside
@@ -55,6 +68,10 @@ class NarrowingPolicy:
         _check("edge", self.edge, 0, below(0.5, 0), "a number in [0, 0.5)", False)
         _check("push", self.push, 0, _HUGE, "a finite number >= 0", False)
         _check("min_trials", self.min_trials, 1, math.inf, "an int >= 1", True)
+        _check("alpha", self.alpha, below(0, 1), 1, "a number in (0, 1]", False)
+        _check("min_choice_trials", self.min_choice_trials, 1, math.inf, "an int >= 1", True)
+        _check("explore", self.explore, 0, below(1, 0), "a number in [0, 1)", False)
+        _check("permutations", self.permutations, 19, 100_000, "an int in [19, 100000]", True)
 
 
 def narrow(
@@ -63,18 +80,27 @@ def narrow(
     *,
     direction: str = "maximize",
     policy: NarrowingPolicy = NarrowingPolicy(),  # noqa: B008 (frozen, so sharing it is safe)
+    incumbent: Mapping[str, Any] | None = None,
+    history: Sequence[Mapping[str, Change]] = (),
 ) -> tuple[SearchSpace, dict[str, Change]]:
     """The next round's space, narrowed (or moved) around the best finished trials.
 
     ``trials`` has columns ``value``, ``state`` (Optuna state names) and ``params_<name>``, as
     ``optuna.Study.trials_dataframe()`` gives. Only COMPLETE trials with a finite value count.
+    ``incumbent``: the best parameters so far, kept inside the new ranges; ``history``: the
+    changes of the earlier rounds, oldest first (a climb that goes on takes larger steps).
     """
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be 'maximize' or 'minimize', but got {direction!r}")
     if missing := sorted({"value", "state"} - set(trials.columns)):
         raise ValueError(f"trials: missing column(s) {missing}; expected value, state, params_*")
-    best, n = _best_trials(trials, direction, policy)
-    changes = {}
+    scored = ranked(trials, direction)
+    n = len(scored)
+    values = scored["value"].to_numpy(dtype=float)
+    score = values if direction == "maximize" else -values
+    k = _top_count(score, policy)
+    incumbent = dict(incumbent or {})
+    changes, evidence = {}, {}
     for name, param in space.items():
         column = f"params_{name}"
         if n < policy.min_trials:
@@ -83,20 +109,31 @@ def narrow(
             why = f"no column {column} in the trials"
         else:
             why = ""
-            values = best[column].tolist()
+            col = scored[column].tolist()
             if isinstance(param, Categorical):
-                changes[name] = _narrow_categorical(name, param, values)
+                changes[name], evidence[name] = _categorical(
+                    name, param, col, score, policy, incumbent.get(name, _NONE)
+                )
             else:
-                changes[name] = _narrow_numeric(name, param, values, policy)
+                trends = [h[name].trend for h in history if name in h]
+                changes[name], evidence[name] = _numeric(name, param, col, score, k, policy, trends)
         if why:
             changes[name] = Change(name, param, param, "kept", f"kept: {why}")
+    explored = "explore" in scored.columns and n > 0 and bool(scored["explore"].iloc[0])
+    if evidence and explored and not any(evidence.values()):
+        changes = {n: _widen(c) for n, c in changes.items()}
+    changes = {n: _holding(c, incumbent.get(n, _NONE)) for n, c in changes.items()}
     return space.replace(**{name: c.new for name, c in changes.items()}), changes
 
 
+_NONE = object()  # no incumbent value for a parameter
+
+
 def converged(changes: Mapping[str, Change] | Iterable[Change]) -> bool:
-    """True when narrowing changed nothing: the study can stop early."""
+    """True when narrowing changed nothing on evidence (a range kept for the lack of evidence is
+    not converged): the study can stop early."""
     items = changes.values() if isinstance(changes, Mapping) else changes
-    return all(c.reason == "kept" for c in items)
+    return all(c.reason == "kept" and c.settled for c in items)
 
 
 def relative_change(old: Param, new: Param) -> float:
@@ -115,24 +152,181 @@ def relative_change(old: Param, new: Param) -> float:
     return moved / (f(old.high) - f(old.low))
 
 
-def _best_trials(
-    trials: pd.DataFrame, direction: str, policy: NarrowingPolicy
-) -> tuple[pd.DataFrame, int]:
-    """The top k finished trials, best first (ties keep row order), and the number finished."""
-    order = ranked(trials, direction)
-    n = len(order)
-    k = min(n, max(policy.min_top, math.ceil(round(policy.top_fraction * n, 9))))
-    return order.iloc[:k], n
+def _top_count(score: np.ndarray, policy: NarrowingPolicy) -> int:
+    """How many trials count as the best: ``top_fraction`` of them (at least ``min_top``), or
+    fewer when only a few stand clearly above the round's noise floor (median + 3 robust sd)."""
+    n = len(score)
+    most = min(n, max(policy.min_top, math.ceil(round(policy.top_fraction * n, 9))))
+    if n == 0:
+        return 0
+    median = float(np.median(score))
+    noise = 1.4826 * float(np.median(np.abs(score - median)))
+    above = int(np.sum(score > median + 3 * noise))
+    return most if above == 0 else min(most, max(above, min(policy.min_top, n)))
 
 
-def _narrow_categorical(name: str, param: Categorical, values: list[Any]) -> Change:
-    seen = tuple(c for c in param.choices if any(Categorical((c,)).contains(v) for v in values))
-    if not seen:
-        return Change(name, param, param, "kept", "kept: no best trial used a known choice")
-    reason = "shrunk" if len(seen) < len(param.choices) else "kept"
-    detail = f"best {len(values)} trials use {', '.join(map(repr, seen))}"
-    new = Categorical(seen) if reason == "shrunk" else param
-    return Change(name, param, new, reason, detail if reason == "shrunk" else f"kept: {detail}")
+def _categorical(
+    name: str, param: Categorical, labels: list[Any], score: np.ndarray, policy, incumbent: Any
+) -> tuple[Change, bool]:
+    """Drop a choice only when enough of its trials score clearly below the best choice's."""
+    member = [[Categorical((c,)).contains(v) for v in labels] for c in param.choices]
+    if not any(map(any, member)):
+        return Change(name, param, param, "kept", "kept: no trial used a known choice"), False
+    best = next(i for i in range(len(labels)) if any(m[i] for m in member))
+    b = next(j for j, m in enumerate(member) if m[best])
+    rival = score[np.array(member[b])]
+    dropped, notes, evidence = [], [], False
+    for j, c in enumerate(param.choices):
+        if j == b:
+            continue
+        mine = score[np.array(member[j])]
+        if min(len(mine), len(rival)) < policy.min_choice_trials:
+            notes.append(f"{c!r} {len(mine)} trials")
+            continue
+        p = worse_than(mine, rival, policy.permutations)
+        gap = float(np.median(rival) - np.median(mine))
+        clear = p < policy.alpha / 2 and gap >= 0.1 * float(np.ptp(score))  # a gap that matters
+        evidence |= clear
+        if clear and not (incumbent is not _NONE and _same_choice(c, incumbent)):
+            dropped.append(f"{c!r} ({len(mine)} trials, median {np.median(mine):.3g}, p={p:.3f})")
+        else:
+            notes.append(f"{c!r} p={p:.2f}")
+    lead = f"best choice {param.choices[b]!r} (median {np.median(rival):.3g})"
+    if not dropped:
+        why = f"kept: no choice is clearly worse than the {lead}"
+        need = f"need {policy.min_choice_trials} trials each"
+        settled = not any(n.endswith(" trials") for n in notes)  # every choice was judged
+        detail = f"{why}: {'; '.join(notes)} ({need})"
+        return Change(name, param, param, "kept", detail, settled=settled), evidence
+    keep = tuple(c for c in param.choices if not any(d.startswith(repr(c) + " ") for d in dropped))
+    detail = f"dropped {', '.join(dropped)}: clearly below the {lead}"
+    return Change(name, param, Categorical(keep), "shrunk", detail), True
+
+
+def _same_choice(a: Any, b: Any) -> bool:
+    return Categorical((a,)).contains(b)
+
+
+def _numeric(
+    name: str, param: Param, col: list[Any], score: np.ndarray, k: int, policy, trends: list[int]
+) -> tuple[Change, bool]:
+    """Narrow on evidence: keep without it, climb past an edge on a trend, else the 6-5 rule."""
+    x = np.array([_as_float(v) for v in col], dtype=float)
+    ok = np.isfinite(x) & ((x > 0) if param.log else True)
+    if ok.sum() < policy.min_trials:
+        return Change(name, param, param, "kept", f"kept: too few trials with a {name}"), False
+    t = np.log10(x[ok]) if param.log else x[ok]
+    top = min(k, int(ok[:k].sum()) or 1)
+    ev = numeric_evidence(t, score[ok], top, policy.permutations)
+    if not ev.significant(policy.alpha):
+        detail = (
+            f"kept: no evidence that {name} matters (p={ev.p:.2f}, need < {policy.alpha / 2:g})"
+        )
+        return Change(name, param, param, "kept", detail), False
+    lo, hi = (
+        (math.log10(param.low), math.log10(param.high)) if param.log else (param.low, param.high)
+    )
+    band = 2 * policy.edge * (hi - lo)  # the best trial near an edge, or past it
+    crowd_lo, crowd_hi = bool(np.any(t[:top] <= lo + band)), bool(np.any(t[:top] >= hi - band))
+    up = ev.rho > 0 and t[0] >= hi - band and not crowd_lo  # a climb, not two edges at once
+    down = ev.rho < 0 and t[0] <= lo + band and not crowd_hi
+    if (ev.p_trend < policy.alpha / 2 or policy.alpha >= 1) and (up or down):
+        direction = 1 if up else -1
+        streak = next((i for i, d in enumerate(reversed(trends)) if d != direction), len(trends))
+        return _climb(name, param, t[:top], direction, streak, ev, policy), True
+    change = _narrow_numeric(name, param, x[ok][:top].tolist(), policy)
+    return dataclasses.replace(change, settled=change.reason == "kept"), True
+
+
+def _climb(name, param, t_top, direction: int, streak: int, ev, policy) -> Change:
+    """The score climbs toward an edge: move past it a whole width, doubled per round it goes on."""
+    lo, hi, fwd, back, lim_lo, lim_hi = _scale(param)
+    width = hi - lo
+    pad = max(policy.margin * float(np.ptp(t_top)), policy.min_width * width)
+    step = width * 2.0**streak
+    if direction > 0:
+        new_lo, new_hi = max(lo, float(t_top.min()) - pad), max(hi, float(t_top.max())) + step
+    else:
+        new_lo, new_hi = min(lo, float(t_top.min())) - step, min(hi, float(t_top.max()) + pad)
+    new = _rebuild(param, max(back(new_lo), lim_lo), min(back(new_hi), lim_hi))
+    edge = "upper" if direction > 0 else "lower"
+    detail = (
+        f"scores climb toward the {edge} edge (rank correlation {ev.rho:+.2f}, "
+        f"p={ev.p_trend:.3f}); moved {2**streak:g} width{'s' if streak else ''} past it"
+    )
+    if (new.high if direction > 0 else new.low) in (lim_hi, lim_lo):
+        detail += f"; stopped at the hard limit {_fmt(new.high if direction > 0 else new.low)}"
+    return Change(name, param, new, _reason(param, new), detail, trend=direction)
+
+
+def _scale(param):
+    """(low, high) in the parameter's own scale, the maps to and from it, finite hard limits."""
+    lim_lo, lim_hi = param.hard_limits
+    lim_lo = max(lim_lo, min(param.low, _TINY)) if param.log else max(lim_lo, -_HUGE)
+    lim_hi = min(lim_hi, _HUGE)
+    if param.log:
+        return (
+            math.log10(param.low),
+            math.log10(param.high),
+            math.log10,
+            lambda v: math.inf if v > 308.5 else 10.0**v,
+            lim_lo,
+            lim_hi,
+        )
+    return param.low, param.high, float, float, lim_lo, lim_hi
+
+
+def _rebuild(param, low: float, high: float):
+    """``param`` with a new [low, high] (ints rounded outward); ``param`` if that is empty."""
+    if isinstance(param.low, int):
+        low, high = math.floor(low), math.ceil(high)
+    if not (low < high and math.isfinite(low) and math.isfinite(high)):
+        return param
+    return dataclasses.replace(param, low=low, high=high)
+
+
+def _widen(change: Change) -> Change:
+    """No parameter shows evidence: the range may be wrong. One width more on each side."""
+    param = change.old
+    if isinstance(param, Categorical) or change.reason != "kept":
+        return change
+    if not param.log and param.limits is None:
+        return change  # no hard limit to widen toward, and no natural domain bound
+    lo, hi, fwd, back, lim_lo, lim_hi = _scale(param)
+    width = hi - lo
+    new = _rebuild(param, max(back(lo - width), lim_lo), min(back(hi + width), lim_hi))
+    if (new.low, new.high) == (param.low, param.high):
+        return change
+    detail = (
+        "no parameter beats the round's noise and an exploration trial beat the ranges: "
+        "widened one width on each side toward the hard limits"
+    )
+    return Change(change.name, param, new, _reason(param, new), detail)
+
+
+def _holding(change: Change, value: Any) -> Change:
+    """The new range, stretched to keep the best trial so far inside it."""
+    new = change.new
+    if value is _NONE or new.contains(value):
+        return change
+    if isinstance(new, Categorical):
+        if not change.old.contains(value):
+            return change
+        keep = tuple(c for c in change.old.choices if new.contains(c) or _same_choice(c, value))
+        new = Categorical(keep)
+    else:
+        v = _as_float(value)
+        lo_lim, hi_lim = new.hard_limits
+        if not (math.isfinite(v) and lo_lim <= v <= hi_lim):
+            return change
+        new = _rebuild(new, min(new.low, v), max(new.high, v))
+    shown = _fmt(value) if isinstance(value, numbers.Real) else repr(value)
+    detail = f"{change.detail}; stretched to keep the best trial so far ({shown})"
+    if isinstance(new, Categorical):
+        reason = "shrunk" if len(new.choices) < len(change.old.choices) else "kept"
+    else:
+        reason = _reason(change.old, new)
+    return Change(change.name, change.old, new, reason, detail, change.trend)
 
 
 def _narrow_numeric(name: str, param: Param, values: list[Any], policy: NarrowingPolicy) -> Change:

@@ -55,6 +55,7 @@ ATTR = {
     "worker": "hpo.worker",
     "duration": "hpo.duration",
     "curves": "hpo.curves",
+    "explore": "hpo.explore",
 }
 
 PARAM_PREFIX = "params_"  # a trials table has one column per parameter: params_<name>
@@ -87,6 +88,7 @@ TRIAL_COLUMNS = (
     "seed",
     "worker",
     "reason",
+    "explore",
     "started",
     "completed",
 )
@@ -113,6 +115,8 @@ class Change:
     new: Param
     reason: str  # one of REASONS
     detail: str
+    trend: int = 0  # +1 / -1: moved up / down because the score climbs toward that edge
+    settled: bool = False  # kept on evidence (not for the lack of it): the search converged
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -126,7 +130,8 @@ class Change:
     def from_dict(cls, d: Mapping[str, Any]) -> Change:
         """Inverse of :meth:`to_dict`."""
         old, new = param_from_dict(d["old"]), param_from_dict(d["new"])
-        return cls(d["name"], old, new, d["reason"], d["detail"])
+        trend, settled = int(d.get("trend", 0)), bool(d.get("settled", False))
+        return cls(d["name"], old, new, d["reason"], d["detail"], trend, settled)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.choices import BACKENDS, PRUNERS, SAMPLERS
+from hpo.explore import exploration_space
 from hpo.narrowing import NarrowingPolicy
 from hpo.records import metric_of, to_json
 from hpo.space import Categorical, SearchSpace
@@ -145,6 +146,8 @@ class Settings:
             seed=self.seed,
             metric=self.metric,
             max_failures=self.max_failures,
+            explore=0.0 if self.sampler == "grid" else self.narrowing.explore,
+            explore_dict=exploration_space(self.space, space).to_dict(),
         )
 
 

@@ -119,6 +119,12 @@ class _Numeric:
         d["limits"] = None if self.limits is None else list(self.limits)
         return d
 
+    def replace_range(self, low: float, high: float):
+        """The same parameter (limits kept) over [low, high]; ints rounded outward."""
+        if isinstance(self.low, int):
+            low, high = math.floor(low), math.ceil(high)
+        return dataclasses.replace(self, low=low, high=high)
+
     def short(self) -> str:
         """The range in 3 significant digits, without limits: ``LogUniform(0.00411, 0.343)``."""
         return f"{type(self).__name__}({_short(self.low)}, {_short(self.high)})"

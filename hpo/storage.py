@@ -268,6 +268,7 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
                 "seed": ua.get(ATTR["seed"]),
                 "worker": ua.get(ATTR["worker"]),
                 "reason": ua.get(ATTR["reason"]),
+                "explore": bool(ua.get(ATTR["explore"], False)),
                 "started": t.datetime_start,
                 "completed": t.datetime_complete,
             }

@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from hpo.explore import is_exploration
 from hpo.liveness import worker_id
 from hpo.objective import Diverged, TrialContext, call_objective
 from hpo.queue import RoundStudy
@@ -48,6 +49,8 @@ class RoundJob:
     seed: int = 0
     metric: str = DEFAULT_METRIC
     max_failures: int = 5
+    explore: float = 0.0  # share of exploration trials (hpo.explore)
+    explore_dict: dict[str, Any] | None = None  # where they sample
 
     @property
     def space(self) -> SearchSpace:
@@ -74,14 +77,21 @@ def run_trial(job: RoundJob, rs: RoundStudy, trial_id: int) -> TrialStatus:
     """Run one claimed trial to its end and record it; returns its status."""
     number = rs.storage.get_trial_number_from_id(trial_id)
     seed = trial_seed(job.seed, job.round, number)
-    if job.sampler == "random":  # params then depend on (seed, round, number) only
+    exploring = job.explore_dict is not None and is_exploration(number, job.explore)
+    sampler = rs.study.sampler
+    if job.sampler == "random" or exploring:  # params then depend on (seed, round, number) only
         rs.study.sampler = optuna.samplers.RandomSampler(seed=seed)
     if job.sampler == "grid":
         assign_grid_point(rs.study, rs.storage, rs.id, trial_id, number)
     trial = optuna.Trial(rs.study, trial_id)
     trial.set_user_attr(ATTR["seed"], seed)
     trial.set_user_attr(ATTR["worker"], worker_id())
-    params = suggest(trial, job.space)
+    if exploring:
+        trial.set_user_attr(ATTR["explore"], True)
+        params = suggest(trial, SearchSpace.from_dict(job.explore_dict))
+        rs.study.sampler = sampler  # the round's own sampler for its next trial
+    else:
+        params = suggest(trial, job.space)
 
     def report(step: int, value: float) -> bool:
         if job.pruner in (None, "none"):  # curves are kept anyway: spare 1 write per epoch

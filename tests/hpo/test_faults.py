@@ -25,7 +25,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hpo import LogUniform, SearchSpace, Study, Uniform, narrow
+from hpo import LogUniform, NarrowingPolicy, SearchSpace, Study, Uniform, narrow
 from hpo.liveness import fail_orphans
 from hpo.records import ATTR, FINISHED
 from hpo.storage import open_storage, parent_attrs, trials_frame
@@ -173,6 +173,7 @@ def test_diverging_trials_are_recorded_with_their_reason_and_never_scored(tmp_pa
         pruner="median",
         out=tmp_path / "runs",
         tracking_uri=uri,
+        narrowing=NarrowingPolicy(explore=0.0),  # every trial in the ranges this test names
     )
     result = study.run()
     storage, frame = stored(tmp_path)
@@ -194,7 +195,11 @@ def test_diverging_trials_are_recorded_with_their_reason_and_never_scored(tmp_pa
     assert result.best_value == result.best_value and result.best_params["lr"] < 0.1
     # the narrowing: round 2's ranges are those of round 1's scored trials alone
     scored = r1[r1["status"] == "finished"]
-    expected, _ = narrow(space, scored, direction="maximize", policy=study.narrowing)
+    best = scored.sort_values("value", ascending=False).iloc[0]
+    incumbent = {"lr": best["params_lr"], "y": best["params_y"]}
+    expected, _ = narrow(
+        space, scored, direction="maximize", policy=study.narrowing, incumbent=incumbent
+    )
     assert result.rounds[1].space == expected
 
     by_key = {r.data.tags["hpo.key"]: r for r in mlflow_trials(uri)}

@@ -8,7 +8,7 @@ from collections import Counter
 import optuna
 import pytest
 
-from hpo import LogUniform, SearchSpace, StopPolicy, Study, StudyError, Uniform
+from hpo import LogUniform, NarrowingPolicy, SearchSpace, StopPolicy, Study, StudyError, Uniform
 from hpo.storage import open_storage, round_names
 from tests.hpo import objectives
 
@@ -156,3 +156,18 @@ def test_with_options_can_reset_an_option_to_none(tmp_path):
 def test_an_unknown_option_is_named_with_the_accepted_ones(tmp_path):
     with pytest.raises(ValueError, match=r"^prunr: not a Study option \(accepted: .*pruner"):
         make(tmp_path, objectives.quick, prunr="median")
+
+
+def test_a_share_of_every_round_explores_the_hard_limits(tmp_path):
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-9, 10.0)), y=Uniform(0.0, 1.0))
+    policy = NarrowingPolicy(explore=0.25)
+    result = make(tmp_path, objectives.far_bowl, space, rounds=2, trials=12, narrowing=policy).run()
+    t = result.trials
+    for k in (1, 2):
+        assert t[(t["round"] == k)]["explore"].sum() == 3  # floor(12 x 0.25), by trial number
+    explored = t[t["explore"]]
+    assert explored["params_lr"].between(1e-9, 10.0).all()
+    assert (explored["params_lr"] > 1e-2).any()  # outside the starting range
+    inside = t[(t["round"] == 1) & ~t["explore"]]
+    assert inside["params_lr"].between(1e-6, 1e-2).all()
+    assert result.best_params["lr"] > 1e-2  # found past the misleading start

@@ -1,0 +1,365 @@
+"""Hard search spaces for narrowing: objectives with known optima, five strategies, equal budgets.
+
+Each task has a noise-free ``value(params)`` in [0, 1] whose maximum is exactly 1.0 at a known
+configuration, starting ranges with hard limits, and a noisy twin (``-noisy``: + N(0, 0.05),
+seeded by the trial). A run is scored by the noise-free value of the configuration the study
+reports as best, so a lucky noisy trial earns nothing.
+
+  far      lr's optimum (1.0) is 2 decades above the starting range 1e-6..1e-2 and the score is a
+           product: until lr gets close every score is near 0, so the best trials say nothing
+           about momentum, width or activation, which are narrowed at random meanwhile.
+  inside   the optimum (lr 1e-3, dropout 0.3) is inside the starting ranges; three parameters
+           have no effect at all: narrowing should not lose the optimum while chasing noise.
+  ridge    a diagonal ridge: the best log lr rises with log batch size (lr ~ batch); a box
+           around the best trials must follow the diagonal to the unique optimum (0.01, 256).
+  branch   each optimizer has its own best lr (sgd 0.1, momentum 0.01, adam 1e-3 with the highest
+           peak); adam's optimum sits near the lower edge of the starting lr range, so shrinking
+           the categorical early on sgd/momentum loses the best branch.
+  sixfive  a smooth 6-5 surrogate: a long rising slope in lr to 0.05, a cliff to 0.1 (diverged)
+           above 0.5; weight decay is a plateau below 1e-4 and hurts above 1e-3.
+
+Strategies (default budget 120 trials, 2 workers, no tracking, stopping on unchanged ranges off):
+random-start / random-limits / tpe-limits (one round over the starting ranges or the hard
+limits), narrowing / narrowing-tpe (--rounds x --trials, 4 x 30, over the starting ranges, with
+NarrowingPolicy(**--policy) and Study(**--study) overrides).
+
+    python -m studies.hard_spaces [--only far --strategy narrowing --policy push=1.0 --seeds 0,1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import itertools
+import json
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hpo import NarrowingPolicy, StopPolicy, Study
+from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
+
+SHM = Path("/dev/shm")  # throw-away journals: on tmpfs their fsyncs cost nothing
+SCRATCH = (SHM if SHM.is_dir() else Path(tempfile.gettempdir())) / "hpo-hard"
+
+
+def _bump(d: float, sd: float) -> float:
+    """exp(-d^2 / 2 sd^2): exactly 1.0 at d == 0."""
+    return math.exp(-0.5 * (d / sd) ** 2)
+
+
+def far(p: dict) -> float:
+    act = {"relu": 1.0, "tanh": 0.85, "sigmoid": 0.7}[p["activation"]]
+    return (
+        _bump(math.log10(p["lr"]), 0.7)
+        * _bump(p["momentum"] - 0.9, 0.3)
+        * _bump(math.log2(p["width"] / 128), 1.5)
+        * act
+    )
+
+
+def inside(p: dict) -> float:  # weight_decay, warmup and init have no effect
+    return _bump(math.log10(p["lr"] / 1e-3), 0.5) * _bump(p["dropout"] - 0.3, 0.15)
+
+
+def ridge(p: dict) -> float:
+    v = math.log2(p["batch"] / 256)  # across the ridge 0.2 decade, along it 3 doublings
+    return _bump(math.log10(p["lr"] / 0.01) - 0.3 * v, 0.2) * _bump(v, 3.0)
+
+
+BRANCHES = {"sgd": (0.1, 0.8), "momentum": (0.01, 0.9), "adam": (1e-3, 1.0)}  # best lr, peak
+
+
+def branch(p: dict) -> float:
+    best_lr, peak = BRANCHES[p["optimizer"]]
+    return peak * _bump(math.log10(p["lr"] / best_lr), 0.4)
+
+
+def sixfive(p: dict) -> float:
+    u = math.log10(p["lr"] / 0.05)
+    if u > 1.0:  # lr above 0.5: diverged, chance accuracy
+        return 0.1
+    slope = _bump(u, 1.2 if u <= 0 else 0.5)  # long rise from below, steeper fall above
+    decay = math.exp(-0.1 * max(0.0, math.log10(p["weight_decay"] / 1e-4)) ** 2)
+    return 0.1 + 0.9 * slope * decay
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A picklable objective ``f(params, ctx)``: ``value(params)`` plus N(0, sd) seeded by the
+    trial. The space is kept as its dict (a SearchSpace does not pickle)."""
+
+    name: str
+    value: Callable[[dict], float]
+    space_dict: dict
+    optimum: dict
+    sd: float = 0.0
+
+    @property
+    def space(self) -> SearchSpace:
+        return SearchSpace.from_dict(self.space_dict)
+
+    def __call__(self, params: dict, ctx: Any) -> float:
+        noise = np.random.default_rng(ctx.seed).normal(0.0, self.sd) if self.sd else 0.0
+        return self.value(params) + float(noise)
+
+
+SPACES = {  # name: (value, starting space, a configuration where value == 1.0)
+    "far": (
+        far,
+        SearchSpace(
+            lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 1e2)),
+            momentum=Uniform(0.0, 0.99, limits=(0.0, 0.999)),
+            width=IntRange(16, 1024, log=True, limits=(4, 4096)),
+            activation=Categorical(("relu", "tanh", "sigmoid")),
+        ),
+        {"lr": 1.0, "momentum": 0.9, "width": 128, "activation": "relu"},
+    ),
+    "inside": (
+        inside,
+        SearchSpace(
+            lr=LogUniform(1e-5, 1e-1, limits=(1e-8, 10.0)),
+            dropout=Uniform(0.0, 0.8, limits=(0.0, 0.95)),
+            weight_decay=LogUniform(1e-8, 1e-2, limits=(1e-10, 1.0)),
+            warmup=Uniform(0.0, 0.5, limits=(0.0, 1.0)),
+            init=Categorical(("he", "xavier", "normal")),
+        ),
+        {"lr": 1e-3, "dropout": 0.3, "weight_decay": 1e-5, "warmup": 0.1, "init": "he"},
+    ),
+    "ridge": (
+        ridge,
+        SearchSpace(
+            lr=LogUniform(1e-5, 1e-1, limits=(1e-7, 10.0)),
+            batch=IntRange(8, 512, log=True, limits=(1, 4096)),
+        ),
+        {"lr": 0.01, "batch": 256},
+    ),
+    "branch": (
+        branch,
+        SearchSpace(
+            optimizer=Categorical(("sgd", "momentum", "adam")),
+            lr=LogUniform(5e-4, 1.0, limits=(1e-7, 10.0)),
+        ),
+        {"optimizer": "adam", "lr": 1e-3},
+    ),
+    "sixfive": (
+        sixfive,
+        SearchSpace(
+            lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 10.0)),
+            weight_decay=LogUniform(1e-8, 1e-4, limits=(1e-10, 1.0)),
+        ),
+        {"lr": 0.05, "weight_decay": 1e-6},  # any weight decay <= 1e-4 scores 1.0 too
+    ),
+}
+TASKS = {
+    f"{name}{suffix}": Task(f"{name}{suffix}", value, space.to_dict(), optimum, sd)
+    for name, (value, space, optimum) in SPACES.items()
+    for suffix, sd in (("", 0.0), ("-noisy", 0.05))
+}
+STRATEGIES = {  # name: (sampler, over the hard limits, narrowing rounds)
+    "random-start": ("random", False, False),
+    "random-limits": ("random", True, False),
+    "tpe-limits": ("tpe", True, False),
+    "narrowing": ("random", False, True),
+    "narrowing-tpe": ("tpe", False, True),
+}
+
+
+def to_limits(space: SearchSpace) -> SearchSpace:
+    """Every numeric range replaced by its hard limits (same type and scale)."""
+    return space.replace(
+        **{
+            n: dataclasses.replace(p, low=p.limits[0], high=p.limits[1])
+            for n, p in space.items()
+            if not isinstance(p, Categorical)
+        }
+    )
+
+
+def run_one(task: Task, strategy: str, seed: int, args) -> dict:
+    sampler, limits, narrowing = STRATEGIES[strategy]
+    name = f"{task.name}-{strategy}-s{seed}"
+    journal = SCRATCH / f"{name}.journal"
+    journal.unlink(missing_ok=True)  # every run starts afresh
+    space = to_limits(task.space) if limits else task.space
+    # the baselines are plain one-round searches: no exploration share
+    kw: dict[str, Any] = {"rounds": 1, "trials": args.rounds * args.trials}
+    kw["narrowing"] = NarrowingPolicy(explore=0.0)
+    if narrowing:  # --study options passed through unchecked: Study validates its own options
+        kw = {"rounds": args.rounds, "trials": args.trials, "narrowing": args.policy_obj}
+        kw |= args.study_kw
+    fixed = {"sampler": sampler, "seed": seed, "workers": 2, "out": SCRATCH, "tracking": False}
+    fixed |= {"storage": str(journal), "stop": StopPolicy(when_unchanged=False)}
+    t0 = time.perf_counter()
+    study = Study(name, space, task, **(fixed | kw))
+    result = study.run()
+    t, rounds = result.trials, result.rounds
+    return {
+        "task": task.name,
+        "strategy": strategy,
+        "seed": seed,
+        "score": task.value(result.best_params) if result.best_params else 0.0,
+        "believed": result.best_value,
+        "best_params": result.best_params,
+        "trials": len(t),
+        "finished": int((t["status"] == "finished").sum()),
+        "status": result.status,
+        "seconds": time.perf_counter() - t0,
+        "spaces": [{n: str(p) for n, p in r.space.items()} for r in rounds],
+        "changes": [{n: c.detail for n, c in r.changes.items()} for r in rounds[1:]],
+    }
+
+
+def stats(runs: list[dict]) -> dict:
+    s = [r["score"] for r in runs]
+    out = {"median": statistics.median(s), "worst": min(s), "scores": s}
+    out["believed"] = statistics.median(r["believed"] or 0.0 for r in runs)
+    out["trials"] = max(r["trials"] for r in runs)  # the budget actually used
+    return out
+
+
+def table(summary: dict[str, dict]) -> str:
+    lines = [
+        "| strategy | median | worst | best | mean +- sd | scores by seed | believed | trials |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summary.items():
+        x, n = s["scores"], s["trials"]
+        mean, sd, seeds = statistics.fmean(x), statistics.pstdev(x), " ".join(f"{v:.3f}" for v in x)
+        lines.append(
+            f"| {name} | {s['median']:.3f} | {min(x):.3f} | {max(x):.3f} | {mean:.3f} +- {sd:.3f} "
+            f"| {seeds} | {s['believed']:.3f} | {n} |"
+        )
+    return "\n".join(lines)
+
+
+def verdicts(task: str, summary: dict[str, dict]) -> list[str]:
+    """PASS/FAIL of each narrowing strategy: median >= tpe-limits' - 0.02, worst seed >= 0.6,
+    median >= random-start's (the comparisons whose strategy was not run are left out)."""
+    out = []
+    for name in (n for n in summary if STRATEGIES[n][2]):
+        s, checks = summary[name], [("worst >= 0.6", summary[name]["worst"] >= 0.6)]
+        if "tpe-limits" in summary:
+            ref = summary["tpe-limits"]["median"] - 0.02
+            checks.append((f"median >= {ref:.3f} (tpe-limits - 0.02)", s["median"] >= ref))
+        if "random-start" in summary:
+            ref = summary["random-start"]["median"]
+            checks.append((f"median >= {ref:.3f} (random-start)", s["median"] >= ref))
+        ok = all(c for _, c in checks)
+        failed = "; ".join(f"not {w}" for w, c in checks if not c)
+        out.append(f"{task:15} {name:14} {'PASS' if ok else 'FAIL'}  {failed}".rstrip())
+    return out
+
+
+def figure(summaries: dict[str, dict[str, dict]], path: Path) -> Path:
+    from hpo.figures import _pyplot, _save
+
+    plt = _pyplot()
+    ncols = min(5, len(summaries))
+    nrows = math.ceil(len(summaries) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows), sharey=True, squeeze=False
+    )
+    for ax, (task, summary) in zip(axes.flat, summaries.items(), strict=False):
+        for i, (name, s) in enumerate(summary.items()):
+            ax.bar(i, s["median"], color=f"C{list(STRATEGIES).index(name)}", alpha=0.4)
+            ax.plot([i] * len(s["scores"]), s["scores"], "k.", ms=4)
+        ax.set_xticks(range(len(summary)), list(summary), rotation=60, fontsize=7)
+        ax.set_title(task, fontsize=9)
+        ax.set_ylim(0, 1.05)
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(summaries) :]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("score (noise-free)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _overrides(items: list[str], what: str) -> dict[str, Any]:
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"--{what}: expected key=value, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text  # a bare word, e.g. backend=loky
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m studies.hard_spaces")
+    ap.add_argument("--only", nargs="+", action="extend", choices=list(TASKS), metavar="TASK")
+    ap.add_argument("--strategy", nargs="+", action="extend", choices=list(STRATEGIES))
+    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--policy", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--study", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--json", default="runs/hard_spaces.json")
+    ap.add_argument("--docs", default=None)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    args.policy_obj = NarrowingPolicy(**_overrides(args.policy, "policy"))
+    args.study_kw = _overrides(args.study, "study")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    tasks = [TASKS[t] for t in args.only or TASKS]
+    strategies = [s for s in STRATEGIES if s in (args.strategy or STRATEGIES)]
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    budget = (
+        f"budget: narrowing {args.rounds} x {args.trials} = {args.rounds * args.trials} trials, "
+        f"others 1 x {args.rounds * args.trials}; policy {args.policy_obj}; "
+        f"study options {args.study_kw or 'default'}; seeds {seeds}"
+    )
+    print(budget)
+    t0, runs, by = time.perf_counter(), [], {}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n = len(tasks) * len(strategies) * len(seeds)
+    for task, strategy, seed in itertools.product(tasks, strategies, seeds):
+        r = run_one(task, strategy, seed, args)
+        runs.append(r)
+        by.setdefault(task.name, {}).setdefault(strategy, []).append(r)
+        if not args.quiet:
+            print(
+                f"[{len(runs)}/{n}] {task.name} {strategy} s{seed}: score {r['score']:.3f} "
+                f"(believed {r['believed'] or 0:.3f}, {r['trials']} trials, {r['seconds']:.1f} s)",
+                flush=True,
+            )
+        meta = {"argv": sys.argv[1:] if argv is None else argv, "budget": budget}
+        meta["seconds"] = time.perf_counter() - t0
+        out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str))
+    summaries = {t: {s: stats(rs) for s, rs in g.items()} for t, g in by.items()}
+    sections = [f"**{task}**\n\n{table(summary)}" for task, summary in summaries.items()]
+    checks = [v for task, summary in summaries.items() for v in verdicts(task, summary)]
+    total = time.perf_counter() - t0
+    report = "\n\n".join(sections)
+    if checks:
+        report += "\n\nChecks (median >= tpe-limits - 0.02, worst >= 0.6, median >= random-start):"
+        report += "\n\n```\n" + "\n".join(checks) + "\n```"
+    print(f"\n{report}\n\n{len(runs)} studies in {total:.0f} s; {budget}; records in {out}")
+    if args.docs:
+        from studies.reproduce import update_section
+
+        docs = Path(args.docs)
+        fig = figure(summaries, docs / "figures" / "compare_hard.png")
+        head = (
+            f"Measured by `python -m studies.hard_spaces` ({total:.0f} s); {budget}. Score: the "
+            f"noise-free value (optimum 1.0) of the configuration each study reports as best; "
+            f"believed: the median best value the study saw. ![hard spaces](figures/{fig.name})"
+        )
+        update_section(docs / "results.md", "hard-spaces", f"{head}\n\n{report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

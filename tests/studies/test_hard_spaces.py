@@ -1,0 +1,53 @@
+"""The hard-space objectives: value 1.0 exactly at the known optimum, nothing above it anywhere
+inside the hard limits, picklable, noise seeded by the trial."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hpo.space import Categorical, IntRange
+from studies.hard_spaces import TASKS, Task, to_limits
+
+
+def _sample(task: Task, n: int, rng: np.random.Generator) -> list[dict]:
+    """n random points of the hard limits (log-uniform on log scales), endpoints included."""
+    cols = {}
+    for name, p in to_limits(task.space).items():
+        if isinstance(p, Categorical):
+            cols[name] = [p.choices[i] for i in rng.integers(len(p.choices), size=n)]
+            continue
+        f, b = (np.log10, lambda v: 10.0**v) if p.log else (float, float)
+        x = [p.low, p.high] + [b(v) for v in rng.uniform(f(p.low), f(p.high), size=n - 2)]
+        cols[name] = [round(v) if isinstance(p, IntRange) else v for v in x]
+    return [{k: v[i] for k, v in cols.items()} for i in range(n)]
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_value_is_exactly_one_at_the_optimum_and_never_above(name):
+    task = TASKS[name]
+    assert task.value(task.optimum) == 1.0
+    assert all(to_limits(task.space)[k].contains(v) for k, v in task.optimum.items())
+    values = [task.value(p) for p in _sample(task, 20_000, np.random.default_rng(0))]
+    assert max(values) <= 1.0 + 1e-9 and min(values) >= 0.0
+    assert all(math.isfinite(v) for v in values)
+
+
+@pytest.mark.parametrize("name", ["far", "far-noisy", "sixfive-noisy"])
+def test_objective_pickles_and_its_noise_depends_on_the_trial_seed_only(name):
+    task = pickle.loads(pickle.dumps(TASKS[name]))
+    a, b = (task(task.optimum, SimpleNamespace(seed=s)) for s in (1, 1))
+    c = task(task.optimum, SimpleNamespace(seed=2))
+    assert a == b and (a == c == 1.0) == (task.sd == 0)
+
+
+def test_optimum_outside_or_at_the_edge_of_the_starting_range_where_intended():
+    assert not TASKS["far"].space["lr"].contains(1.0)
+    assert not TASKS["sixfive"].space["lr"].contains(0.05)
+    assert TASKS["inside"].space["lr"].contains(1e-3)
+    lr = TASKS["branch"].space["lr"]
+    assert lr.contains(1e-3) and math.log10(1e-3 / lr.low) < 0.1 * math.log10(lr.high / lr.low)
