@@ -469,5 +469,4 @@ def test_an_unwritable_mlflow_store_is_a_clear_error_before_anything_starts(tmp_
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("hpo: tracking: cannot write sqlite:////proc/hpo-test/mlflow.db")
     assert not log.exists()  # no trial started
-    storage = open_storage(tmp_path / "runs" / "optuna.journal", create=False)
-    assert parent_attrs(storage, "s") is None  # the storage was opened, but holds no study
+    assert not (tmp_path / "runs").exists()  # the journal opened first is removed again
