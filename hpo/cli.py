@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from hpo.choices import CLI_BACKENDS, PRUNERS, SAMPLERS
+from hpo.errors import InputError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -117,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(str(exc).splitlines()[0], file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except InputError as exc:  # an unusable storage or tracking store, wherever it shows
+        print(f"hpo: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 
@@ -232,9 +236,7 @@ def cmd_resume(args) -> int:
 
 
 def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
-    from hpo.storage import StorageError
     from hpo.study import Interrupted, StudyError
-    from hpo.tracking import TrackingError
 
     _sigterm_as_interrupt()
     from hpo.console import ProgressDisplay, print_result
@@ -248,9 +250,9 @@ def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
     try:
         with _backend(study, scheduler):
             result = study.run(resume=resume, progress=display)
-    except (TrackingError, StorageError) as exc:  # unwritable or full: before any trial starts
-        print(f"hpo: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except InputError:  # unwritable or full, unpicklable: before any trial starts (see main)
+        display.close()
+        raise
     except Interrupted as exc:
         display.close()
         storage = study.storage if "://" in study.storage else Path(study.storage).resolve()

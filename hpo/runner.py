@@ -1,13 +1,17 @@
 """One round's workers: W processes (joblib) that claim and run trials until the queue is empty.
 
 Each worker opens the round's study on a shared storage, pins BLAS to one thread (W workers use
-W cores) and takes WAITING trials (:mod:`hpo.queue`) until none is left.
+W cores) and takes WAITING trials (:mod:`hpo.queue`) until none is left. A worker process ends
+with its driver: killed, even by SIGKILL, it leaves no worker running behind it.
 """
 
 from __future__ import annotations
 
 import os
+import select
+import signal
 import threading
+import time
 
 import optuna
 
@@ -21,6 +25,8 @@ from hpo.trials import RoundJob, run_trial, trial_seed
 __all__ = ["run_workers", "warm_up", "worker"]
 
 _STORAGES: dict[str, optuna.storages.BaseStorage] = {}
+_FOLLOWED: set[int] = set()  # the driver this worker process ends with (one at most)
+GRACE = 3.0  # seconds for the trial in flight to record itself interrupted once the driver died
 
 
 def _worker_storage(spec: str) -> optuna.storages.BaseStorage:
@@ -31,10 +37,12 @@ def _worker_storage(spec: str) -> optuna.storages.BaseStorage:
     return _STORAGES[spec]
 
 
-def worker(job: RoundJob, n_trials: int) -> int:
-    """Worker process body: claim and run WAITING trials of the round until none is left."""
+def worker(job: RoundJob, n_trials: int, driver: int | None = None) -> int:
+    """Worker process body: claim and run WAITING trials of the round until none is left.
+    ``driver``: the pid of the driver that started this process, which it ends with."""
     from threadpoolctl import threadpool_limits
 
+    _end_with(driver)
     threadpool_limits(1)  # W workers use W cores: no BLAS oversubscription
     storage = _worker_storage(job.storage)
     study = optuna.load_study(
@@ -61,7 +69,34 @@ def worker(job: RoundJob, n_trials: int) -> int:
     return ran
 
 
-def _ready() -> int:
+def _end_with(driver: int | None) -> None:
+    """In a worker process the driver started: a thread that ends this process when the driver
+    ends, however it ends (loky's workers outlive a driver killed with SIGKILL)."""
+    if driver is None or driver == os.getpid() or _FOLLOWED:
+        return
+    _FOLLOWED.add(driver)
+    threading.Thread(target=_watch, args=(driver,), name="hpo-follow-driver", daemon=True).start()
+
+
+def _watch(driver: int) -> None:
+    """Wait for ``driver`` to end; then interrupt the trial in flight (SIGINT: it is recorded as
+    interrupted, as on Ctrl-C) and exit after a grace period whatever the main thread does."""
+    try:
+        fd = os.pidfd_open(driver)  # Linux 5.3+: readable once the process has ended
+    except (AttributeError, OSError):  # elsewhere, or the driver has already gone
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+    else:
+        while os.getppid() == driver:
+            time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(GRACE)
+    os._exit(1)
+
+
+def _ready(driver: int | None = None) -> int:
+    _end_with(driver)
     import hpo.objective  # noqa: F401  (what a worker needs before its first trial)
 
     return os.getpid()
@@ -76,7 +111,7 @@ def warm_up(n_workers: int, backend: str = "loky") -> threading.Thread | None:
 
     def start() -> None:
         with parallel_config(backend=backend, n_jobs=n_workers, max_nbytes=None):
-            Parallel()(delayed(_ready)() for _ in range(n_workers))
+            Parallel()(delayed(_ready)(os.getpid()) for _ in range(n_workers))
 
     thread = threading.Thread(target=start, name="hpo-warm-up", daemon=True)
     thread.start()
@@ -94,10 +129,11 @@ def run_workers(job: RoundJob, n_trials: int, n_workers: int, backend: str = "lo
         import cloudpickle  # file's objective exists on no other machine: send the job by value
 
         job = _Pickled(cloudpickle.dumps(job))
+    driver = os.getpid() if backend == "loky" else None  # dask workers may be on other machines
     # max_nbytes=None: the job's arrays go inline with it; dumping them to memmap files each
     # round cost more (0.1 s a round at the 6-5 sizes) than sending them
     with parallel_config(backend=backend, n_jobs=n_workers, max_nbytes=None):
-        Parallel()(delayed(worker)(job, n_trials) for _ in range(n_workers))
+        Parallel()(delayed(worker)(job, n_trials, driver) for _ in range(n_workers))
 
 
 def is_worker_death(exc: BaseException) -> bool:

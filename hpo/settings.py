@@ -12,9 +12,11 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from types import CellType
 from typing import Any
 
 from hpo.choices import BACKENDS, PRUNERS, SAMPLERS
+from hpo.errors import InputError
 from hpo.explore import exploration_space
 from hpo.narrowing import NarrowingPolicy
 from hpo.records import metric_of, to_json
@@ -22,7 +24,7 @@ from hpo.space import Categorical, SearchSpace
 from hpo.storage import check_spec, round_name
 from hpo.trials import RoundJob
 
-__all__ = ["OPTIONS", "Settings", "StopPolicy"]
+__all__ = ["OPTIONS", "Settings", "StopPolicy", "check_picklable", "max_workers"]
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,15 @@ class Settings:
             _check_int(name, getattr(self, name), low)
         if self.workers is not None:
             _check_int("workers", self.workers, 1)
+            if self.backend != "dask":  # a Dask cluster's workers run on its own machines
+                _check_workers_cap(self.workers)
         if self.sampler == "grid":
             _check_grid(self.space, self.rounds, self.trials)
         _check_types(self)
         out = Path(self.out)
         resolved = {
             "direction": direction,
-            "workers": self.workers or os.cpu_count() or 1,
+            "workers": self.workers or min(os.cpu_count() or 1, max_workers()[0]),
             "out": out,
             "storage": self.storage or str(out / "optuna.journal"),
             "narrowing": self.narrowing or NarrowingPolicy(),
@@ -177,6 +181,88 @@ def _check_choice(name: str, value: Any, accepted: tuple) -> None:
 def _check_int(name: str, value: Any, low: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         raise ValueError(f"{name}: must be an integer >= {low}, got {value!r}")
+
+
+WORKERS_PER_CPU = 8
+MB_PER_WORKER = 200  # a worker process with numpy, optuna and a 6-5 network: about 150 MB
+
+
+def max_workers() -> tuple[int, str]:
+    """The most worker processes this machine is given, and why: ``HPO_MAX_WORKERS`` when set,
+    else min(8 x the CPUs, the available memory / 200 MB), so that a typo such as
+    ``--workers 100000`` cannot start processes until the OOM killer steps in."""
+    text = os.environ.get("HPO_MAX_WORKERS", "")
+    if text:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ValueError(f"HPO_MAX_WORKERS: must be an integer >= 1, got {text!r}")
+        return value, "set by HPO_MAX_WORKERS"
+    cpus = os.cpu_count() or 1
+    cap, why = WORKERS_PER_CPU * cpus, f"{WORKERS_PER_CPU} x {cpus} CPUs"
+    available = _available_mb()
+    if available is not None and available // MB_PER_WORKER < cap:
+        cap = max(1, available // MB_PER_WORKER)
+        why = f"{MB_PER_WORKER} MB each of {available} MB available memory"
+    return cap, why
+
+
+def _available_mb() -> int | None:
+    """MemAvailable from /proc/meminfo in MB (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_workers_cap(workers: int) -> None:
+    cap, why = max_workers()
+    if workers > cap:
+        raise ValueError(
+            f"workers: {workers} is more than this machine's cap of {cap} ({why}); "
+            f"set HPO_MAX_WORKERS={workers} to allow it on purpose"
+        )
+
+
+def check_picklable(objective: Callable[..., Any], backend: str) -> None:
+    """Refuse, before anything is written, an objective that the worker processes cannot receive
+    (loky and dask send it with cloudpickle). Checked for one loky worker too, which runs it
+    in-process: a resume with more workers would fail. Threads and 'sequential' need no pickling.
+    """
+    if backend in ("sequential", "threading"):
+        return
+    import cloudpickle  # what loky (and the dask path of hpo.runner) sends objectives with
+
+    try:
+        cloudpickle.dumps(objective)
+    except Exception as exc:
+        what = _unpicklable_part(objective, cloudpickle)
+        raise InputError(
+            f"objective: cannot be pickled for the worker processes{what} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+            "keep locks, open files and connections out of it (backend 'threading' or "
+            "'sequential' runs it without pickling)"
+        ) from None
+
+
+def _unpicklable_part(objective: Any, cloudpickle) -> str:
+    """`` : its 'NAME'`` for the first closure variable or attribute that fails to pickle."""
+    parts = list((getattr(objective, "__dict__", None) or {}).items())
+    cells = getattr(objective, "__closure__", None) or ()
+    names = getattr(getattr(objective, "__code__", None), "co_freevars", ())
+    parts += list(zip(names, cells, strict=False))
+    for name, value in parts:
+        try:
+            cloudpickle.dumps(value.cell_contents if isinstance(value, CellType) else value)
+        except Exception:
+            return f": its {name!r}"
+    return ""
 
 
 def _check_types(s: Settings) -> None:

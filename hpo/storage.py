@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from hpo._optuna import BaseJournalFileLock
+from hpo.errors import InputError
 from hpo.records import ATTR, TRIAL_COLUMNS, RoundRecord, TrialStatus
 
 if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported where used
@@ -29,9 +30,11 @@ __all__ = [
     "check_spec",
     "describe",
     "heartbeat_settings",
+    "new_paths",
     "open_storage",
     "parent_attrs",
     "read_rounds",
+    "remove_new",
     "round_name",
     "round_names",
     "set_parent_attr",
@@ -41,7 +44,7 @@ __all__ = [
 ]
 
 
-class StorageError(ValueError):
+class StorageError(InputError):
     """A storage URL or path that cannot be used; the message says why and what is accepted."""
 
 
@@ -152,6 +155,32 @@ def _rdb_storage(spec: str, interval: int, grace: int, scheme: str, attempts: in
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
+
+
+def new_paths(spec: str | Path) -> list[Path]:
+    """The journal file and the folders that opening ``spec`` would create, deepest first (none
+    for a URL): what :func:`remove_new` may take away again."""
+    if _is_url(str(spec)):
+        return []
+    path, out = Path(spec), []
+    while not path.exists() and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+def remove_new(paths: list[Path] | None) -> None:
+    """Undo the opening of a journal that was not there (``new_paths``) while it is still empty:
+    a start-up that fails after opening the storage leaves nothing behind."""
+    if not paths or (paths[0].exists() and paths[0].stat().st_size > 0):
+        return
+    for file in (paths[0], Path(f"{paths[0]}.flock")):
+        file.unlink(missing_ok=True)
+    for folder in paths[1:]:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (someone else's files): leave it
+            return
 
 
 def heartbeat_settings() -> tuple[int, int]:

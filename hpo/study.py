@@ -19,9 +19,16 @@ from hpo.driver import Driver, Progress
 from hpo.records import ATTR
 from hpo.result import Interrupted, Result, StudyError, load_result
 from hpo.runner import warm_up
-from hpo.settings import OPTIONS, Settings, StopPolicy
+from hpo.settings import OPTIONS, Settings, StopPolicy, check_picklable
 from hpo.space import SearchSpace
-from hpo.storage import StorageError, describe, open_storage, parent_attrs
+from hpo.storage import (
+    StorageError,
+    describe,
+    new_paths,
+    open_storage,
+    parent_attrs,
+    remove_new,
+)
 
 __all__ = ["Interrupted", "Progress", "Result", "StopPolicy", "Study", "StudyError"]
 
@@ -70,6 +77,7 @@ class Study:
         self, *, resume: bool = False, progress: Callable[[Progress], None] | None = None
     ) -> Result:
         """Run every round (or, with ``resume``, finish an interrupted study); return the result."""
+        check_picklable(self.objective, self.backend)  # before anything is written
         storage = self._existing_storage()  # opened once: a journal is replayed on opening
         attrs = parent_attrs(storage, self.name) if storage is not None else None
         if attrs is not None and not resume:
@@ -79,16 +87,14 @@ class Study:
             )
         if attrs is None and resume:
             raise StudyError(f"no study named {self.name!r} in {self.storage}")
+        created = None if storage is not None else new_paths(self.storage)
         if storage is None:  # an unwritable storage fails here, before MLflow
             storage = open_storage(self.storage)
-        mirror = self._mirror()
-        if mirror is not None:
-            warming = warm_up(self.workers, self.backend)  # no trial: just the processes
-            try:
-                mirror.prepare()  # an unusable tracking store fails here, before any study
-            finally:
-                if warming is not None:
-                    warming.join()
+        try:
+            mirror = self._prepared_mirror()
+        except BaseException:  # an unusable tracking store (TrackingError), Ctrl-C
+            remove_new(created)  # nothing written: not even the empty journal just opened
+            raise
         if attrs is None:
             self._create(storage)
         Driver(self.settings, storage, mirror, progress).loop()
@@ -106,12 +112,21 @@ class Study:
                 f"storage: cannot write {describe(self.storage)} ({exc.strerror or exc})"
             ) from None
 
-    def _mirror(self):
+    def _prepared_mirror(self):
+        """The MLflow mirror, ready (or None without tracking); the worker processes start
+        meanwhile. An unusable tracking store fails here (TrackingError), before any study."""
         if not self.tracking:
             return None
         from hpo.tracking import Mirror
 
-        return Mirror(self.name, tracking_uri=self.tracking_uri, experiment=self.experiment)
+        mirror = Mirror(self.name, tracking_uri=self.tracking_uri, experiment=self.experiment)
+        warming = warm_up(self.workers, self.backend)  # no trial: just the processes
+        try:
+            mirror.prepare()
+        finally:
+            if warming is not None:
+                warming.join()
+        return mirror
 
     def __repr__(self) -> str:
         return f"Study({self.name!r}, {self.space!r}, rounds={self.rounds}, trials={self.trials})"

@@ -18,6 +18,8 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.errors import InputError
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -27,7 +29,7 @@ TAG_MAX = 8000  # MLflow's MAX_TAG_VAL_LENGTH
 COMPLETE = "hpo.complete"  # written last: a run without it is half-written
 
 
-class TrackingError(ValueError):
+class TrackingError(InputError):
     """The tracking store cannot be used; the one-line message names the URI and the cause."""
 
 
@@ -117,6 +119,29 @@ def message(uri: str, exc: BaseException) -> str:
     line = text.splitlines()[0] if text else type(exc).__name__
     line = re.sub(r"^\([\w.]+\)\s*", "", line)  # "(sqlite3.OperationalError) ..."
     return f"tracking: cannot write {uri} ({line[:200]})"
+
+
+# While the mirror prepares (before any trial): an unreachable server is reported in seconds, not
+# after MLflow's default 7 retries with exponential backoff and 120 s timeouts (minutes). A value
+# the user set is kept; later syncs use MLflow's defaults (they warn and retry on their own).
+FAIL_FAST = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """MLflow's HTTP retries and timeout cut short (:data:`FAIL_FAST`) inside the block."""
+    added = [name for name in FAIL_FAST if name not in os.environ]
+    for name in added:
+        os.environ[name] = FAIL_FAST[name]
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 @contextmanager

@@ -99,7 +99,7 @@ class Mirror:
 
     def prepare(self) -> None:
         """Get or create the experiment and the study run; raise TrackingError when unusable."""
-        with self._lock, ml.quiet():
+        with self._lock, ml.quiet(), ml.fail_fast():
             try:
                 self._prepare()
             except TrackingError:

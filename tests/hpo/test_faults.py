@@ -474,5 +474,53 @@ def test_an_unwritable_mlflow_store_is_a_clear_error_before_anything_starts(tmp_
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("hpo: tracking: cannot write sqlite:////proc/hpo-test/mlflow.db")
     assert not log.exists()  # no trial started
-    storage = open_storage(tmp_path / "runs" / "optuna.journal", create=False)
-    assert parent_attrs(storage, "s") is None  # the storage was opened, but holds no study
+    assert not (tmp_path / "runs").exists()  # the journal opened first is removed again
+
+
+# ------------------------------------------------------------------- the driver killed alone
+def descendants(pid: int) -> set[int]:
+    """Every live process under ``pid`` (from /proc: children of children too)."""
+    out, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = Path(f"/proc/{p}/task").iterdir()
+            kids = {int(c) for t in tasks for c in (t / "children").read_text().split()}
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        todo.extend(kids - out)
+        out |= kids
+    return out
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie waiting for init has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_workers_do_not_outlive_a_driver_killed_with_sigkill(tmp_path, uri, hpo_cmd):
+    log, gate = tmp_path / "calls.log", tmp_path / "gate"
+    study_file(tmp_path, f"objectives.Gated({str(log)!r}, {str(gate)!r}, free=0)", trials=6)
+    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri)
+    cmd.wait_until(lambda: len(lines(log, "start")) >= 2, "two trials in flight")
+    workers = {int(line.split()[3]) for line in lines(log, "start")}
+    children = descendants(cmd.proc.pid)
+    assert len(workers) == 2 and workers <= children, (workers, children)
+    os.kill(cmd.proc.pid, signal.SIGKILL)  # the driver alone: no signal reaches its workers
+    cmd.proc.wait()
+    try:
+        deadline = time.monotonic() + 30  # a bound, not a timing: polled until they are gone
+        while (left := {p for p in children if running(p)}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not left, f"processes of the killed driver still running: {sorted(left)}"
+        _, frame = stored(tmp_path)  # the trials in flight ended as on Ctrl-C
+        assert sorted(frame.loc[frame["state"] != "WAITING", "status"]) == ["interrupted"] * 2
+    finally:
+        gate.touch()
+        for pid in children:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
