@@ -21,10 +21,10 @@ class ProgressDisplay:
 
     def __call__(self, p) -> None:
         best = "-" if p.best is None else f"{p.best:.4f}"
-        mins, secs = divmod(int(p.elapsed), 60)
+        left = "" if p.left is None else f", ~{_clock(p.left)} left"
         line = (
             f"round {p.round}/{p.rounds}: {p.done}/{p.total} trials done, {p.running} running,"
-            f" {p.failed} failed, best {best}, {mins}:{secs:02d}"
+            f" {p.failed} failed, best {best}, {_clock(p.elapsed)}{left}"
         )
         if p.event in ("narrowed", "round_start") and p.done == 0:
             self._end_live()
@@ -96,6 +96,12 @@ def _counts(frame, statuses) -> str:
         f"{(frame['status'] == s).sum()} {s}" for s in statuses if (frame["status"] == s).any()
     ]
     return f" ({', '.join(parts)})" if parts else ""
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss``, minutes past 59 included (``75:00``)."""
+    mins, secs = divmod(int(seconds), 60)
+    return f"{mins}:{secs:02d}"
 
 
 def _num(v) -> str:

@@ -8,6 +8,7 @@ through a callback and never prints.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -43,9 +44,10 @@ class Progress:
     total: int
     running: int
     failed: int
-    best: float | None
+    best: float | None  # the best score of the whole study so far, this round's trials included
     elapsed: float
     event: str = "tick"  # tick, round_start, round_end, narrowed, final
+    left: float | None = None  # estimated seconds to the last round's end; None: no trial ended
 
 
 class Driver:
@@ -55,6 +57,7 @@ class Driver:
         self.s, self.storage, self.mirror = settings, storage, mirror
         self.progress: Callable[[Progress], None] | None = progress
         self.t0 = time.monotonic()
+        self.durations: dict[int, list[float]] = {}  # round -> seconds of its ended trials
 
     def rounds(self) -> list[RoundRecord]:
         return read_rounds(parent_attrs(self.storage, self.s.name))
@@ -222,14 +225,12 @@ class Driver:
             except KeyError:
                 study_id = None
         c = counts(self.storage, study_id) if study_id is not None else {"done": 0}
-        best = (parent_attrs(self.storage, self.s.name) or {}).get(ATTR["best"])
-        if best:
-            best_value = best["value"]
-        elif study_id is not None:
-            trials = self.storage.get_all_trials(study_id, deepcopy=False)
-            best_value = best_score(trials, self.s.direction)
-        else:
-            best_value = None
+        trials = [] if study_id is None else self.storage.get_all_trials(study_id, deepcopy=False)
+        self.durations[k] = [
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            for t in trials
+            if t.datetime_start is not None and t.datetime_complete is not None
+        ]
         self.progress(
             Progress(
                 round=k,
@@ -238,11 +239,34 @@ class Driver:
                 total=self.s.trials,
                 running=c.get("running", 0),
                 failed=c.get("failed", 0) + c.get("interrupted", 0),
-                best=best_value,
+                best=self.best_so_far(trials),
                 elapsed=time.monotonic() - self.t0,
                 event=event,
+                left=self.time_left(k, c["done"]),
             )
         )
+
+    def best_so_far(self, trials) -> float | None:
+        """The study's best score: the stored best (updated at each round's end) or a better
+        one among this round's ``trials``."""
+        stored = (parent_attrs(self.storage, self.s.name) or {}).get(ATTR["best"]) or {}
+        scores = [stored.get("value"), best_score(trials, self.s.direction)]
+        scores = [v for v in scores if v is not None]
+        if not scores:
+            return None
+        return min(scores) if self.s.direction == "minimize" else max(scores)
+
+    def time_left(self, k: int, done: int) -> float | None:
+        """Seconds to the end of the last round, from the mean trial duration so far: the rest
+        of round ``k`` and the later rounds, each in waves of ``workers`` trials (the stop policy
+        may end the study sooner). None before any trial has ended."""
+        seen = [d for ds in self.durations.values() for d in ds]
+        if not seen:
+            return None
+        workers = self.s.workers or os.cpu_count() or 1
+        waves = math.ceil(max(self.s.trials - done, 0) / workers)
+        waves += (self.s.rounds - k) * math.ceil(self.s.trials / workers)
+        return sum(seen) / len(seen) * waves
 
 
 class _Monitor:

@@ -27,6 +27,12 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # MLflow 3's own default, so a pla
 PARAM_MAX = 6000  # MLflow's MAX_PARAM_VAL_LENGTH
 TAG_MAX = 8000  # MLflow's MAX_TAG_VAL_LENGTH
 COMPLETE = "hpo.complete"  # written last: a run without it is half-written
+# MLflow 3's kind of an experiment, as its UI's experiment-kind selector writes it: classic model
+# training ("Machine learning"), not a GenAI app. Set once; a kind chosen in the UI is kept.
+# (MLflow 3.17's UI takes the kind from its GenAI / Model training switch instead, the URL's
+# `?workflowType=machine_learning`; without it an experiment still opens on the traces overview.)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"
 
 
 class TrackingError(InputError):

@@ -210,6 +210,8 @@ class Mirror:
             exp_id = exp.experiment_id
         self.experiment_id = exp_id
         client.set_experiment_tag(exp_id, "hpo.study", self.study_name)  # also proves writable
+        if exp is None or ml.EXPERIMENT_KIND_TAG not in exp.tags:
+            client.set_experiment_tag(exp_id, ml.EXPERIMENT_KIND_TAG, ml.TRAINING_KIND)
         runs = self._search(f"tags.`hpo.kind` = 'study' and {self._study_filter()}")
         runs = [r for r in runs if r.data.tags.get("hpo.study") == self.study_name]
         if runs:

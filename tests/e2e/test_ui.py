@@ -68,6 +68,17 @@ def test_the_runs_table_lists_the_study_runs(server, tmp_path):
     listed = re.search(r"(\d+)\s*matching runs", re.sub(r"<[^>]+>", "", dom))
     assert listed and int(listed.group(1)) == 1 + 2 + 2 * 4  # study, round and trial runs
 
+    # The experiment's own page, as the experiment list links it, in the UI's "Model training"
+    # mode: the runs table, not the GenAI overview of traces. The mirror tags the experiment
+    # `mlflow.experimentKind=custom_model_development`, but MLflow 3.17's UI takes the kind from
+    # its GenAI / Model training switch (this URL parameter, else the browser's last choice).
+    home = url.removesuffix("/runs") + "?workflowType=machine_learning"
+    dom = chromium(home, "--dump-dom", profile=tmp_path / "profile-home")
+    (tmp_path / "home.html").write_text(dom)
+    text = re.sub(r"<[^>]+>", " ", dom)
+    assert "ui-demo" in dom and re.search(r"\d+\s*matching runs", text)  # the runs table
+    assert "No data available" not in text and "Tokens per Trace" not in text  # no overview
+
     shot = Path(os.environ.get("HPO_UI_SCREENSHOT") or tmp_path / "ui-runs.png").resolve()
     shot.parent.mkdir(parents=True, exist_ok=True)
     shot.unlink(missing_ok=True)

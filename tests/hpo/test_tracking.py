@@ -361,3 +361,16 @@ def test_finish_logs_result_and_is_idempotent(uri, storage, tmp_path):
 def test_importing_hpo_tracking_does_not_import_mlflow():
     code = "import sys, hpo.tracking; assert 'mlflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_experiment_is_a_model_training_experiment(uri):
+    """MLflow 3 reads ``mlflow.experimentKind``; a kind the user chose in the UI is kept."""
+    client = mlflow.MlflowClient(uri)
+    mirror = Mirror("kind", tracking_uri=uri, experiment="hpo-kind")
+    mirror.prepare()
+    tags = client.get_experiment(mirror.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    client.set_experiment_tag(mirror.experiment_id, "mlflow.experimentKind", "genai_development")
+    Mirror("kind", tracking_uri=uri, experiment="hpo-kind").prepare()
+    tags = client.get_experiment(mirror.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "genai_development"
