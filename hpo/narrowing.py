@@ -26,13 +26,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpo.evidence import numeric_evidence, worse_than
+from hpo.ranges import as_float, reason_of, rebuild, relative_change, scale
 from hpo.records import Change, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["NarrowingPolicy", "converged", "narrow", "relative_change"]
+__all__ = [
+    "NarrowingPolicy",
+    "converged",
+    "narrow",
+    "relative_change",
+]  # relative_change: re-exported
 _TINY, _HUGE = sys.float_info.min, sys.float_info.max
 
 
@@ -136,22 +142,6 @@ def converged(changes: Mapping[str, Change] | Iterable[Change]) -> bool:
     return all(c.reason == "kept" and c.settled for c in items)
 
 
-def relative_change(old: Param, new: Param) -> float:
-    """How much a range moved, as a fraction of its old width in its own scale (0 = unchanged).
-
-    For categoricals: the fraction of choices added or removed.
-    """
-    if type(old) is not type(new):
-        raise ValueError(f"cannot compare a {type(old).__name__} with a {type(new).__name__}")
-    if isinstance(old, Categorical):
-        gone = [c for c in old.choices if not new.contains(c)]
-        added = [c for c in new.choices if not old.contains(c)]
-        return (len(gone) + len(added)) / len(old.choices)
-    f = math.log10 if old.log else float
-    moved = abs(f(new.low) - f(old.low)) + abs(f(new.high) - f(old.high))
-    return moved / (f(old.high) - f(old.low))
-
-
 def _top_count(score: np.ndarray, policy: NarrowingPolicy) -> int:
     """How many trials count as the best: ``top_fraction`` of them (at least ``min_top``), or
     fewer when only a few stand clearly above the round's noise floor (median + 3 robust sd)."""
@@ -211,7 +201,7 @@ def _numeric(
     name: str, param: Param, col: list[Any], score: np.ndarray, k: int, policy, trends: list[int]
 ) -> tuple[Change, bool]:
     """Narrow on evidence: keep without it, climb past an edge on a trend, else the 6-5 rule."""
-    x = np.array([_as_float(v) for v in col], dtype=float)
+    x = np.array([as_float(v) for v in col], dtype=float)
     ok = np.isfinite(x) & ((x > 0) if param.log else True)
     if ok.sum() < policy.min_trials:
         return Change(name, param, param, "kept", f"kept: too few trials with a {name}"), False
@@ -240,7 +230,7 @@ def _numeric(
 
 def _climb(name, param, t_top, direction: int, streak: int, ev, policy) -> Change:
     """The score climbs toward an edge: move past it a whole width, doubled per round it goes on."""
-    lo, hi, fwd, back, lim_lo, lim_hi = _scale(param)
+    lo, hi, fwd, back, lim_lo, lim_hi = scale(param)
     width = hi - lo
     pad = max(policy.margin * float(np.ptp(t_top)), policy.min_width * width)
     step = width * 2.0**streak
@@ -248,7 +238,7 @@ def _climb(name, param, t_top, direction: int, streak: int, ev, policy) -> Chang
         new_lo, new_hi = max(lo, float(t_top.min()) - pad), max(hi, float(t_top.max())) + step
     else:
         new_lo, new_hi = min(lo, float(t_top.min())) - step, min(hi, float(t_top.max()) + pad)
-    new = _rebuild(param, max(back(new_lo), lim_lo), min(back(new_hi), lim_hi))
+    new = rebuild(param, max(back(new_lo), lim_lo), min(back(new_hi), lim_hi))
     edge = "upper" if direction > 0 else "lower"
     detail = (
         f"scores climb toward the {edge} edge (rank correlation {ev.rho:+.2f}, "
@@ -256,33 +246,7 @@ def _climb(name, param, t_top, direction: int, streak: int, ev, policy) -> Chang
     )
     if (new.high if direction > 0 else new.low) in (lim_hi, lim_lo):
         detail += f"; stopped at the hard limit {_fmt(new.high if direction > 0 else new.low)}"
-    return Change(name, param, new, _reason(param, new), detail, trend=direction)
-
-
-def _scale(param):
-    """(low, high) in the parameter's own scale, the maps to and from it, finite hard limits."""
-    lim_lo, lim_hi = param.hard_limits
-    lim_lo = max(lim_lo, min(param.low, _TINY)) if param.log else max(lim_lo, -_HUGE)
-    lim_hi = min(lim_hi, _HUGE)
-    if param.log:
-        return (
-            math.log10(param.low),
-            math.log10(param.high),
-            math.log10,
-            lambda v: math.inf if v > 308.5 else 10.0**v,
-            lim_lo,
-            lim_hi,
-        )
-    return param.low, param.high, float, float, lim_lo, lim_hi
-
-
-def _rebuild(param, low: float, high: float):
-    """``param`` with a new [low, high] (ints rounded outward); ``param`` if that is empty."""
-    if isinstance(param.low, int):
-        low, high = math.floor(low), math.ceil(high)
-    if not (low < high and math.isfinite(low) and math.isfinite(high)):
-        return param
-    return dataclasses.replace(param, low=low, high=high)
+    return Change(name, param, new, reason_of(param, new), detail, trend=direction)
 
 
 def _widen(change: Change) -> Change:
@@ -292,16 +256,16 @@ def _widen(change: Change) -> Change:
         return change
     if not param.log and param.limits is None:
         return change  # no hard limit to widen toward, and no natural domain bound
-    lo, hi, fwd, back, lim_lo, lim_hi = _scale(param)
+    lo, hi, fwd, back, lim_lo, lim_hi = scale(param)
     width = hi - lo
-    new = _rebuild(param, max(back(lo - width), lim_lo), min(back(hi + width), lim_hi))
+    new = rebuild(param, max(back(lo - width), lim_lo), min(back(hi + width), lim_hi))
     if (new.low, new.high) == (param.low, param.high):
         return change
     detail = (
         "no parameter beats the round's noise and an exploration trial beat the ranges: "
         "widened one width on each side toward the hard limits"
     )
-    return Change(change.name, param, new, _reason(param, new), detail)
+    return Change(change.name, param, new, reason_of(param, new), detail)
 
 
 def _holding(change: Change, value: Any) -> Change:
@@ -315,23 +279,23 @@ def _holding(change: Change, value: Any) -> Change:
         keep = tuple(c for c in change.old.choices if new.contains(c) or _same_choice(c, value))
         new = Categorical(keep)
     else:
-        v = _as_float(value)
+        v = as_float(value)
         lo_lim, hi_lim = new.hard_limits
         if not (math.isfinite(v) and lo_lim <= v <= hi_lim):
             return change
-        new = _rebuild(new, min(new.low, v), max(new.high, v))
+        new = rebuild(new, min(new.low, v), max(new.high, v))
     shown = _fmt(value) if isinstance(value, numbers.Real) else repr(value)
     detail = f"{change.detail}; stretched to keep the best trial so far ({shown})"
     if isinstance(new, Categorical):
         reason = "shrunk" if len(new.choices) < len(change.old.choices) else "kept"
     else:
-        reason = _reason(change.old, new)
+        reason = reason_of(change.old, new)
     return Change(change.name, change.old, new, reason, detail, change.trend)
 
 
 def _narrow_numeric(name: str, param: Param, values: list[Any], policy: NarrowingPolicy) -> Change:
     is_int = isinstance(param.low, int)
-    x = np.array([_as_float(v) for v in values], dtype=float)
+    x = np.array([as_float(v) for v in values], dtype=float)
     x = x[np.isfinite(x) & ((x > 0) if param.log else True)]
     if not len(x):
         return Change(name, param, param, "kept", f"kept: the best trials have no value for {name}")
@@ -375,24 +339,9 @@ def _narrow_numeric(name: str, param: Param, values: list[Any], policy: Narrowin
         if is_int:
             new_lo, new_hi = math.floor(new_lo), math.ceil(new_hi)
     new = dataclasses.replace(param, low=new_lo, high=new_hi)
-    reason = _reason(param, new)
+    reason = reason_of(param, new)
     detail = _detail(param, new, reason, len(x), (m, top), (crowd_lo, crowd_hi), (hit_lo, hit_hi))
     return Change(name, param, new, reason, detail)
-
-
-def _as_float(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        return math.nan
-    return float(v)
-
-
-def _reason(old: Param, new: Param) -> str:
-    grew_lo, grew_hi = new.low < old.low, new.high > old.high
-    if (grew_hi and new.low > old.low) or (grew_lo and new.high < old.high):
-        return "shifted"
-    if grew_lo or grew_hi:
-        return "extended"
-    return "kept" if (new.low, new.high) == (old.low, old.high) else "shrunk"
 
 
 def _detail(
