@@ -68,7 +68,8 @@ def follow(study: Settings, *, poll: float = POLL, log: Callable[[str], Any] | N
             if k not in joined:
                 joined.add(k)
                 log(f"round {k}/{study.rounds}: taking trials")
-            job = study.round_job(k, rounds[-1].space)
+            best = attrs.get(ATTR["best"])
+            job = study.round_job(k, rounds[-1].space, best["params"] if best else None)
             ran += worker(job, study.trials)
             continue
         time.sleep(poll)

@@ -131,7 +131,8 @@ class Driver:
         study.set_user_attr(ATTR["parent"], s.name)
         rs = RoundStudy.of(study)
         fail_orphans(self.storage, rs.id)  # left RUNNING by a crash: failed, replaced
-        job = s.round_job(k, space)
+        best = (parent_attrs(self.storage, s.name) or {}).get(ATTR["best"])
+        job = s.round_job(k, space, best["params"] if best else None)
         restarts = 0
         while replace_failed(rs, s.trials, s.max_failures):
             if counts(self.storage, rs.id)["done"] >= s.trials:

@@ -53,6 +53,7 @@ def numeric_evidence(
     if n < 3 or k < 1 or k >= n or np.ptp(x) == 0:
         return NumericEvidence(1.0, 1.0, 0.0)
     rng = np.random.default_rng(0)
+    x = (x - x.min()) / np.ptp(x)  # in [0, 1]: no overflow at extreme values
     rx = _ranks(x)
     rx = (rx - rx.mean()) / (np.linalg.norm(rx - rx.mean()) or 1.0)
     rs = _ranks(score)

@@ -1,8 +1,10 @@
-"""Exploration trials: a share of every round drawn from the hard limits, not the round's ranges.
+"""Two shares of every round's trials that the round's ranges do not decide alone.
 
-So an optimum outside a misleading range can be found even when the round's own trials say
-nothing. Which trials explore is a function of the trial number (reproducible, resume-safe): of
-every round's first N trials, floor(N x share) explore, spread evenly.
+Exploration trials are drawn from the hard limits, so an optimum outside a misleading range can be
+found even when the round's own trials say nothing. Local trials are drawn close to the best trial
+so far (inside the round's ranges), so a good region is refined, not only sampled. Which trials
+are which is a function of the trial number (reproducible, resume-safe): of a round's first N
+trials, floor(N x share) of each kind, spread evenly.
 """
 
 from __future__ import annotations
@@ -11,12 +13,45 @@ import math
 
 from hpo.space import Categorical, SearchSpace
 
-__all__ = ["exploration_space", "is_exploration"]
+__all__ = ["exploration_space", "is_exploration", "local_params", "trial_kind"]
+
+LOCAL_SD = 0.1  # a local trial moves each parameter by N(0, 0.1 x its range width)
+LOCAL_KEEP = 0.75  # and keeps the best trial's categorical choice with this probability
 
 
 def is_exploration(number: int, share: float) -> bool:
     """Whether trial ``number`` (0-based, within its round) is an exploration trial."""
     return share > 0 and math.floor((number + 1) * share) > math.floor(number * share)
+
+
+def trial_kind(number: int, explore: float, local: float) -> str:
+    """``explore``, ``local`` or ``round`` (sampled by the round's sampler) for trial ``number``."""
+    if is_exploration(number, explore):
+        return "explore"
+    half = 0.5  # local trials sit between the exploration ones
+    if local > 0 and math.floor((number + 1) * local + half) > math.floor(number * local + half):
+        return "local"
+    return "round"
+
+
+def local_params(space: SearchSpace, best: dict, rng) -> dict:
+    """A configuration near ``best`` inside ``space`` (numeric: a normal step in the parameter's
+    own scale, clipped; categorical: the best's choice or, sometimes, another)."""
+    out = {}
+    for name, param in space.items():
+        if isinstance(param, Categorical):
+            keep = name in best and param.contains(best[name]) and rng.random() < LOCAL_KEEP
+            out[name] = best[name] if keep else param.choices[rng.integers(len(param.choices))]
+            continue
+        f, back = (math.log10, lambda v: 10.0**v) if param.log else (float, float)
+        lo, hi = f(param.low), f(param.high)
+        start = (
+            f(best[name]) if name in best and param.contains(best[name]) else rng.uniform(lo, hi)
+        )
+        value = back(min(max(start + rng.normal(0, LOCAL_SD * (hi - lo)), lo), hi))
+        value = min(max(value, param.low), param.high)
+        out[name] = round(value) if isinstance(param.low, int) else value
+    return out
 
 
 def exploration_space(start: SearchSpace, current: SearchSpace) -> SearchSpace:

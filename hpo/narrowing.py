@@ -63,6 +63,7 @@ class NarrowingPolicy:
     alpha: float = 0.05  # evidence: a parameter matters when p < alpha (1: always narrow)
     min_choice_trials: int = 5  # a choice is dropped only with this many trials of it and its rival
     explore: float = 0.2  # share of each round's trials drawn from the hard limits (0: none)
+    local: float = 0.2  # share drawn close to the best trial so far (0: none)
     permutations: int = 399  # shuffles behind each p-value
 
     def __post_init__(self) -> None:
@@ -77,6 +78,7 @@ class NarrowingPolicy:
         _check("alpha", self.alpha, below(0, 1), 1, "a number in (0, 1]", False)
         _check("min_choice_trials", self.min_choice_trials, 1, math.inf, "an int >= 1", True)
         _check("explore", self.explore, 0, below(1, 0), "a number in [0, 1)", False)
+        _check("local", self.local, 0, below(1, 0), "a number in [0, 1)", False)
         _check("permutations", self.permutations, 19, 100_000, "an int in [19, 100000]", True)
 
 

@@ -56,6 +56,7 @@ ATTR = {
     "duration": "hpo.duration",
     "curves": "hpo.curves",
     "explore": "hpo.explore",
+    "local": "hpo.local",
 }
 
 PARAM_PREFIX = "params_"  # a trials table has one column per parameter: params_<name>
@@ -89,6 +90,7 @@ TRIAL_COLUMNS = (
     "worker",
     "reason",
     "explore",
+    "local",
     "started",
     "completed",
 )

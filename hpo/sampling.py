@@ -12,7 +12,7 @@ from hpo import _optuna
 from hpo.choices import PRUNERS, SAMPLERS
 from hpo.space import SearchSpace
 
-__all__ = ["assign_grid_point", "make_pruner", "make_sampler", "suggest"]
+__all__ = ["FixedSampler", "assign_grid_point", "make_pruner", "make_sampler", "suggest"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -52,6 +52,22 @@ def make_pruner(name: str | None, max_steps: int | None = None) -> optuna.pruner
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_steps or "auto")
     raise ValueError(f"pruner: must be one of {', '.join(PRUNERS)}; got {name!r}")
+
+
+class FixedSampler(optuna.samplers.BaseSampler):
+    """Gives a trial the parameters chosen beforehand (a local trial near the best so far)."""
+
+    def __init__(self, params: dict[str, Any]):
+        self.params = params
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.params[param_name]
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:

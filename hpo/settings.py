@@ -134,7 +134,7 @@ class Settings:
             }
         )
 
-    def round_job(self, k: int, space: SearchSpace) -> RoundJob:
+    def round_job(self, k: int, space: SearchSpace, best: dict | None = None) -> RoundJob:
         """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s)."""
         return RoundJob(
             # a journal path made absolute: Dask workers may run in another folder (same disk)
@@ -152,6 +152,8 @@ class Settings:
             max_failures=self.max_failures,
             explore=0.0 if self.sampler == "grid" else self.narrowing.explore,
             explore_dict=exploration_space(self.space, space).to_dict(),
+            local=0.0 if self.sampler == "grid" else self.narrowing.local,
+            best=best,
         )
 
 

@@ -298,6 +298,7 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
                 "worker": ua.get(ATTR["worker"]),
                 "reason": ua.get(ATTR["reason"]),
                 "explore": bool(ua.get(ATTR["explore"], False)),
+                "local": bool(ua.get(ATTR["local"], False)),
                 "started": t.datetime_start,
                 "completed": t.datetime_complete,
             }

@@ -17,12 +17,12 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from hpo.explore import is_exploration
+from hpo.explore import local_params, trial_kind
 from hpo.liveness import worker_id
 from hpo.objective import Diverged, TrialContext, call_objective
 from hpo.queue import RoundStudy
 from hpo.records import ATTR, DEFAULT_METRIC, TrialStatus
-from hpo.sampling import assign_grid_point, suggest
+from hpo.sampling import FixedSampler, assign_grid_point, suggest
 from hpo.space import SearchSpace
 
 __all__ = ["RoundJob", "run_trial", "trial_seed"]
@@ -51,6 +51,8 @@ class RoundJob:
     max_failures: int = 5
     explore: float = 0.0  # share of exploration trials (hpo.explore)
     explore_dict: dict[str, Any] | None = None  # where they sample
+    local: float = 0.0  # share of local trials near ``best`` (hpo.local)
+    best: dict[str, Any] | None = None  # the best parameters so far, when there are some
 
     @property
     def space(self) -> SearchSpace:
@@ -77,21 +79,7 @@ def run_trial(job: RoundJob, rs: RoundStudy, trial_id: int) -> TrialStatus:
     """Run one claimed trial to its end and record it; returns its status."""
     number = rs.storage.get_trial_number_from_id(trial_id)
     seed = trial_seed(job.seed, job.round, number)
-    exploring = job.explore_dict is not None and is_exploration(number, job.explore)
-    sampler = rs.study.sampler
-    if job.sampler == "random" or exploring:  # params then depend on (seed, round, number) only
-        rs.study.sampler = optuna.samplers.RandomSampler(seed=seed)
-    if job.sampler == "grid":
-        assign_grid_point(rs.study, rs.storage, rs.id, trial_id, number)
-    trial = optuna.Trial(rs.study, trial_id)
-    trial.set_user_attr(ATTR["seed"], seed)
-    trial.set_user_attr(ATTR["worker"], worker_id())
-    if exploring:
-        trial.set_user_attr(ATTR["explore"], True)
-        params = suggest(trial, SearchSpace.from_dict(job.explore_dict))
-        rs.study.sampler = sampler  # the round's own sampler for its next trial
-    else:
-        params = suggest(trial, job.space)
+    trial, params = _take_params(job, rs, trial_id, number, seed)
 
     def report(step: int, value: float) -> bool:
         if job.pruner in (None, "none"):  # curves are kept anyway: spare 1 write per epoch
@@ -108,6 +96,33 @@ def run_trial(job: RoundJob, rs: RoundStudy, trial_id: int) -> TrialStatus:
         raise
     _record(rs, trial, outcome, ctx, start)
     return outcome.status
+
+
+def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed: int):
+    """Sample the trial's parameters: from the round's sampler, the hard limits (exploration) or
+    near the best so far (local); the kind is recorded as a user attr."""
+    kind = "round"
+    if job.explore_dict is not None:
+        kind = trial_kind(number, job.explore, job.local if job.best else 0.0)
+    sampler, space = rs.study.sampler, job.space
+    if job.sampler == "random" or kind == "explore":  # params depend on (seed, round, number)
+        rs.study.sampler = optuna.samplers.RandomSampler(seed=seed)
+    if kind == "explore":
+        space = SearchSpace.from_dict(job.explore_dict)
+    elif kind == "local":
+        rng = np.random.default_rng(seed)
+        rs.study.sampler = FixedSampler(local_params(space, job.best, rng))
+    if job.sampler == "grid":
+        assign_grid_point(rs.study, rs.storage, rs.id, trial_id, number)
+    trial = optuna.Trial(rs.study, trial_id)
+    trial.set_user_attr(ATTR["seed"], seed)
+    trial.set_user_attr(ATTR["worker"], worker_id())
+    if kind != "round":
+        trial.set_user_attr(ATTR[kind], True)
+    params = suggest(trial, space)
+    if job.sampler != "random":
+        rs.study.sampler = sampler  # the round's own sampler for its next trial
+    return trial, params
 
 
 def _call(objective, params: dict[str, Any], ctx: TrialContext) -> _Outcome:

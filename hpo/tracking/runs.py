@@ -51,7 +51,7 @@ def trial_run(
     status = trial_status(t)
     key = f"{study}/{k}/{t.number}"
     run_tags = tags("trial", study, key, round=k, trial=t.number, status=status, parent=parent)
-    for name in ("reason", "seed", "worker", "duration", "explore"):
+    for name in ("reason", "seed", "worker", "duration", "explore", "local"):
         if ua.get(ATTR[name]) is not None:
             run_tags[ATTR[name]] = clip(ua[ATTR[name]], TAG_MAX)
     tb = ua.get(ATTR["traceback"])
