@@ -46,9 +46,11 @@ bench: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/python -m studies.reproduce
 
-# Search strategies compared (random, narrowing, TPE, narrowing + TPE): table in docs/results.md.
+# Search strategies compared (random, narrowing, TPE, narrowing + TPE) on the 6-5 task, then on
+# the hard spaces of studies/hard_spaces.py: tables and figures in docs/results.md.
 compare: $(STAMP)
 	$(BIN)/python -m studies.compare
+	$(BIN)/python -m studies.hard_spaces --docs docs
 
 clean:
 	rm -rf runs mlflow.db mlflow.db-* mlartifacts bench/results.md

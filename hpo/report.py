@@ -110,7 +110,8 @@ def _curves_figure(trials, curves, direction: str, path: Path) -> Path:
 
 
 def _scores_figure(trials, rounds: list[RoundRecord], path: Path) -> Path:
-    """Score against each numeric parameter, coloured by round, with each round's range drawn."""
+    """Score against each numeric parameter, coloured by round, with each round's range drawn;
+    exploration trials (drawn from the hard limits) as crosses, local ones as triangles."""
     import matplotlib.pyplot as plt
 
     spaces = [r.space for r in rounds]
@@ -123,20 +124,31 @@ def _scores_figure(trials, rounds: list[RoundRecord], path: Path) -> Path:
     for ax, pname in zip(axes[0], names, strict=False):
         for k, space in enumerate(spaces, start=1):
             sub = ok[ok["round"] == k]
-            ax.scatter(
-                sub[PARAM_PREFIX + pname], sub["value"], s=12, color=cmap(k - 1), label=f"round {k}"
-            )
+            for kind, marker in (("round", "o"), ("explore", "x"), ("local", "^")):
+                part = sub[_kind(sub) == kind]
+                label = f"round {k}" if kind == "round" else None
+                x = part[PARAM_PREFIX + pname]
+                ax.scatter(x, part["value"], s=12, marker=marker, color=cmap(k - 1), label=label)
             p = space[pname]
             ax.axvspan(p.low, p.high, color=cmap(k - 1), alpha=0.08)
         if spaces[0][pname].log:
             ax.set_xscale("log")
         ax.set_xlabel(pname)
-        ax.set_ylabel("score")
+        ax.set_ylabel("score  (x: exploration, ^: local)")
         ax.legend(fontsize=7)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.95, wspace=0.25)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def _kind(trials: pd.DataFrame) -> pd.Series:
+    """round, explore or local for each trial (tables from before these columns: round)."""
+    kind = pd.Series("round", index=trials.index)
+    for column in ("local", "explore"):
+        if column in trials.columns:
+            kind[trials[column].fillna(False).astype(bool)] = column
+    return kind
 
 
 def _ranges_figure(rounds: list[RoundRecord], path: Path) -> Path:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hpo import ModelObjective, StopPolicy, Study
+from hpo import ModelObjective, NarrowingPolicy, StopPolicy, Study
 from studies import six_five
 from studies.datasets import pick_dataset
 from studies.reproduce import update_section
@@ -83,6 +83,8 @@ def run_one(task: str, objective, strategy: str, seed: int) -> dict:
         storage=str((OUT if model else SCRATCH) / f"{task}-{strategy}-s{seed}.journal"),
         tracking=False,
         stop=StopPolicy(when_unchanged=False),
+        # one-round baselines are the plain searches: no exploration share
+        narrowing=NarrowingPolicy() if rounds > 1 else NarrowingPolicy(explore=0.0),
     )
     result = study.run()
     t = result.trials.sort_values(["round", "number"])
