@@ -227,7 +227,9 @@ def _numeric(
         streak = next((i for i, d in enumerate(reversed(trends)) if d != direction), len(trends))
         return _climb(name, param, t[:top], direction, streak, ev, policy), True
     change = _narrow_numeric(name, param, x[ok][:top].tolist(), policy)
-    return dataclasses.replace(change, settled=change.reason == "kept"), True
+    evidence = f" (evidence p={ev.p:.3f})" if policy.alpha < 1 else ""
+    detail = change.detail + evidence
+    return dataclasses.replace(change, detail=detail, settled=change.reason == "kept"), True
 
 
 def _climb(name, param, t_top, direction: int, streak: int, ev, policy) -> Change:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import optuna
@@ -267,8 +268,18 @@ def test_narrowed_range_is_valid_property(param, data, direction):
         xs = st.floats(param.low, param.high)
     rows = data.draw(st.lists(st.tuples(xs, score, state), min_size=0, max_size=25))
     trials = pd.DataFrame(rows, columns=["params_p", "value", "state"])
-    new_space, changes = narrow(SearchSpace(p=param), trials, direction=direction)
+    incumbent = data.draw(st.one_of(st.none(), xs))  # the best so far, from an earlier round
+    new_space, changes = narrow(
+        SearchSpace(p=param),
+        trials,
+        direction=direction,
+        incumbent=None if incumbent is None else {"p": incumbent},
+    )
     new = new_space["p"]
+    if incumbent is not None:
+        assert new.contains(incumbent), (param, incumbent, changes["p"].detail)
+    if changes["p"].reason != "kept":  # nothing narrows without its stated evidence
+        assert re.search(r"p=\d|widened|stretched", changes["p"].detail), changes["p"].detail
     assert type(new) is type(new_space["p"]) and new.log == param.log
     assert new.limits == param.limits and new.low < new.high
     lo, hi = param.hard_limits
