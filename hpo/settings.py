@@ -278,6 +278,10 @@ def _check_types(s: Settings) -> None:
 
 def _check_grid(space: SearchSpace, rounds: int, trials: int) -> None:
     """The grid sampler runs each combination of Categorical choices once, in a single round."""
+    if conditional := [n for n, p in space.items() if p.when is not None]:
+        raise ValueError(
+            f"sampler 'grid': conditional parameters are not supported, got {conditional[0]}"
+        )
     other = [f"{n}: {type(p).__name__}" for n, p in space.items() if not isinstance(p, Categorical)]
     if other:
         raise ValueError(f"sampler 'grid': every parameter must be Categorical, got {other[0]}")
