@@ -19,11 +19,12 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo.budget import Budget
 from hpo.distributed import wait_for_round
 from hpo.liveness import fail_orphans
 from hpo.narrowing import converged, narrow
 from hpo.queue import RoundStudy, counts, replace_failed
-from hpo.records import ATTR, RoundRecord, TrialStatus, best_of, to_json
+from hpo.records import ATTR, FINISHED, RoundRecord, TrialStatus, best_of, to_json
 from hpo.result import Interrupted, StudyError, load_result
 from hpo.runner import is_worker_death, run_workers, shutdown_pool
 from hpo.settings import Settings
@@ -58,6 +59,7 @@ class Driver:
         self.progress: Callable[[Progress], None] | None = progress
         self.t0 = time.monotonic()
         self.durations: dict[int, list[float]] = {}  # round -> seconds of its ended trials
+        self.budget = Budget(settings.name, settings.stop, settings.direction, storage)
 
     def rounds(self) -> list[RoundRecord]:
         return read_rounds(parent_attrs(self.storage, self.s.name))
@@ -96,6 +98,10 @@ class Driver:
         best = best_of(trials, s.direction)
         if best is not None:
             self.set("best", best.to_dict())
+        self.budget.save()
+        complete = frame["status"].isin(FINISHED).sum() >= s.trials
+        if (why := self.budget.why()) and not (k >= s.rounds and complete):
+            return f"stopped: {why}"  # before the all-failed check: a round may not have begun
         if not (frame["status"] == TrialStatus.FINISHED).any():
             raise StudyError(self.all_failed_message(k, frame))
         if k >= s.rounds:
@@ -132,9 +138,11 @@ class Driver:
         rs = RoundStudy.of(study)
         fail_orphans(self.storage, rs.id)  # left RUNNING by a crash: failed, replaced
         best = (parent_attrs(self.storage, s.name) or {}).get(ATTR["best"])
-        job = s.round_job(k, space, best["params"] if best else None)
+        job = self.budget.limit(s.round_job(k, space, best["params"] if best else None))
         restarts = 0
-        while replace_failed(rs, s.trials, s.max_failures):
+        # stop_round: time budget or target reached (checked before any trial is enqueued)
+        stop = self.budget.stop_round
+        while not stop(self.storage, rs.id) and replace_failed(rs, s.trials, s.max_failures):
             if counts(self.storage, rs.id)["done"] >= s.trials:
                 break
             with _Monitor(self, k, rs.id):
@@ -211,6 +219,7 @@ class Driver:
             sid = self.storage.get_study_id_from_name(rounds[-1].study_name)
             fail_orphans(self.storage, sid, everyone=True)
         self.set("status", "interrupted")
+        self.budget.save()
         self.sync()
 
     def sync(self) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import CellType
 from typing import Any
 
+from hpo.budget import parse_duration
 from hpo.choices import BACKENDS, PRUNERS, SAMPLERS
 from hpo.errors import InputError
 from hpo.explore import exploration_space
@@ -29,13 +30,29 @@ __all__ = ["OPTIONS", "Settings", "StopPolicy", "check_picklable", "max_workers"
 
 @dataclass(frozen=True)
 class StopPolicy:
-    """When to stop before the last round: ranges unchanged, or no gain for ``patience`` rounds."""
+    """When to stop before the last round: ranges unchanged, or no gain for ``patience`` rounds;
+    or at any time: ``time_budget`` (seconds, or ``"10m"``, ``"1h30m"``) of wall time spent, or a
+    trial scoring ``target`` or better. Trials in flight finish; the best is still retrained."""
 
     when_unchanged: bool = True
     patience: int | None = None
     min_delta: float = 0.0
+    time_budget: float | str | None = None
+    target: float | None = None
 
     def __post_init__(self):
+        if self.time_budget is not None:
+            try:
+                object.__setattr__(self, "time_budget", parse_duration(self.time_budget))
+            except ValueError as exc:
+                raise ValueError(f"stop.time_budget: {exc}") from None
+        target = self.target
+        if target is not None and not (
+            isinstance(target, int | float)
+            and not isinstance(target, bool)
+            and math.isfinite(target)
+        ):
+            raise ValueError(f"stop.target: must be a finite number or None, got {target!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ValueError(
                 f"stop.patience: must be a positive integer or None, got {self.patience!r}"

@@ -209,3 +209,17 @@ def branchy(params):
     if params["optimizer"] == "sgd":
         return score - 0.5
     return score - 10 * (params["momentum"] - 0.9) ** 2
+
+
+class Slow:
+    """``bowl`` after ``work`` seconds of sleep, with a ``final`` retrain that scores the best."""
+
+    def __init__(self, work=0.2):
+        self.work = work
+
+    def __call__(self, params):
+        time.sleep(self.work)
+        return bowl(params)
+
+    def final(self, params, seed):
+        return {"test_score": bowl(params)}
