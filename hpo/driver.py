@@ -31,6 +31,7 @@ from hpo.settings import Settings
 from hpo.space import SearchSpace
 from hpo.storage import best_score, parent_attrs, read_rounds, round_name, trials_frame
 from hpo.trials import trial_seed
+from hpo.warmstart import imported, source_best, start_space
 
 __all__ = ["Driver", "Progress"]
 
@@ -72,7 +73,7 @@ class Driver:
         s = self.s
         self.set("status", "running")
         if not self.rounds():
-            self.start_round(RoundRecord(1, round_name(s.name, 1), s.space))
+            self.start_round(RoundRecord(1, round_name(s.name, 1), start_space(self.storage, s)))
         try:
             while True:
                 record = self.rounds()[-1]
@@ -108,7 +109,7 @@ class Driver:
             return "finished"
         new_space, changes = narrow(
             record.space,
-            frame,
+            imported(self.storage, s.name, frame, k),  # round 1: with a warm start's trials
             direction=s.direction,
             policy=s.narrowing,
             incumbent=best.params if best is not None else None,
@@ -138,7 +139,8 @@ class Driver:
         rs = RoundStudy.of(study)
         fail_orphans(self.storage, rs.id)  # left RUNNING by a crash: failed, replaced
         best = (parent_attrs(self.storage, s.name) or {}).get(ATTR["best"])
-        job = self.budget.limit(s.round_job(k, space, best["params"] if best else None))
+        near = best["params"] if best else source_best(self.storage, s.name)  # warm start
+        job = self.budget.limit(s.round_job(k, space, near))
         restarts = 0
         # stop_round: time budget or target reached (checked before any trial is enqueued)
         stop = self.budget.stop_round

@@ -31,10 +31,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", type=float, help="stop once a trial scores this well (in the metric's units)"
     )
+    parser.add_argument(
+        "--from",
+        dest="warm_start",
+        metavar="NAME",
+        help="warm start from the finished study NAME in the same storage: its trials inform "
+        "the first narrowing and its final ranges are the starting ranges",
+    )
 
 
 def apply_run_options(study, args: argparse.Namespace):
     """``study`` with the options given on the command line (ValueError on a bad combination)."""
+    if args.warm_start is not None:
+        study = study.with_options(warm_start=args.warm_start)
     given = {"time_budget": args.time_budget, "target": args.target}
     if given := {k: v for k, v in given.items() if v is not None}:
         study = study.with_options(stop=replace(study.stop, **given))

@@ -88,6 +88,7 @@ class Settings:
     source: str | None = None  # the study file, so that `hpo resume` can rebuild the objective
     dataset: str | None = None  # None: the objective's data name; resume rebuilds on the same
     figures: Callable[..., Any] | None = None
+    warm_start: str | None = None  # a finished study of the same storage to start from
 
     def __post_init__(self) -> None:
         _check_identity(self.name, self.space, self.objective)
@@ -148,6 +149,7 @@ class Settings:
                 "space": self.space.to_dict(),
                 "backend": self.backend,
                 "tracking_uri": _absolute_uri(self.tracking_uri) if self.tracking else None,
+                "warm_start": self.warm_start,
             }
         )
 
@@ -289,6 +291,10 @@ def _check_types(s: Settings) -> None:
         raise ValueError("narrowing: must be a hpo.NarrowingPolicy")
     if s.stop is not None and not isinstance(s.stop, StopPolicy):
         raise ValueError("stop: must be a hpo.StopPolicy")
+    if s.warm_start is not None and (not isinstance(s.warm_start, str) or not s.warm_start):
+        raise ValueError(f"warm_start: must be the name of a study, got {s.warm_start!r}")
+    if s.warm_start is not None and s.warm_start == s.name:
+        raise ValueError(f"warm_start: must name another study than {s.name!r}")
     if s.figures is not None and not callable(s.figures):
         raise ValueError("figures: must be a callable (result, curves, out_dir) -> paths")
 
