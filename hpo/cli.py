@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hpo.choices import CLI_BACKENDS, PRUNERS, SAMPLERS
 from hpo.errors import InputError
+from hpo.run_options import add_run_options, apply_run_options, stored_stop
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a study file (studies/*.py)")
     run.add_argument("study_file")
+    add_run_options(run)  # --time-budget, --target, --from
     run.add_argument(
         "--name",
         help="study name (default: the study file's; a free name is picked when it exists)",
@@ -159,6 +161,7 @@ def cmd_run(args) -> int:
                 tracking=False if args.no_tracking else None,
             ),
         )
+        study = apply_run_options(study, args)
     except (StudyFileError, ValueError) as exc:
         raise UsageError(f"hpo run: {exc}") from None
     if args.scheduler and study.backend != "dask":
@@ -222,6 +225,7 @@ def cmd_resume(args) -> int:
             seed=config["seed"],
             sampler=config["sampler"],
             pruner=config["pruner"],
+            stop=stored_stop(config),  # with a time budget or target given to `hpo run`
             storage=storage,
             source=source,
             **_given(

@@ -19,17 +19,19 @@ from typing import Any
 import optuna
 import pandas as pd
 
+from hpo.budget import Budget
 from hpo.distributed import wait_for_round
 from hpo.liveness import fail_orphans
 from hpo.narrowing import converged, narrow
 from hpo.queue import RoundStudy, counts, replace_failed
-from hpo.records import ATTR, RoundRecord, TrialStatus, best_of, to_json
+from hpo.records import ATTR, FINISHED, RoundRecord, TrialStatus, best_of, to_json
 from hpo.result import Interrupted, StudyError, load_result
 from hpo.runner import is_worker_death, run_workers, shutdown_pool
 from hpo.settings import Settings
 from hpo.space import SearchSpace
 from hpo.storage import best_score, parent_attrs, read_rounds, round_name, trials_frame
 from hpo.trials import trial_seed
+from hpo.warmstart import imported, source_best, start_space
 
 __all__ = ["Driver", "Progress"]
 
@@ -58,6 +60,7 @@ class Driver:
         self.progress: Callable[[Progress], None] | None = progress
         self.t0 = time.monotonic()
         self.durations: dict[int, list[float]] = {}  # round -> seconds of its ended trials
+        self.budget = Budget(settings.name, settings.stop, settings.direction, storage)
 
     def rounds(self) -> list[RoundRecord]:
         return read_rounds(parent_attrs(self.storage, self.s.name))
@@ -70,7 +73,7 @@ class Driver:
         s = self.s
         self.set("status", "running")
         if not self.rounds():
-            self.start_round(RoundRecord(1, round_name(s.name, 1), s.space))
+            self.start_round(RoundRecord(1, round_name(s.name, 1), start_space(self.storage, s)))
         try:
             while True:
                 record = self.rounds()[-1]
@@ -96,13 +99,17 @@ class Driver:
         best = best_of(trials, s.direction)
         if best is not None:
             self.set("best", best.to_dict())
+        self.budget.save()
+        complete = frame["status"].isin(FINISHED).sum() >= s.trials
+        if (why := self.budget.why()) and not (k >= s.rounds and complete):
+            return f"stopped: {why}"  # before the all-failed check: a round may not have begun
         if not (frame["status"] == TrialStatus.FINISHED).any():
             raise StudyError(self.all_failed_message(k, frame))
         if k >= s.rounds:
             return "finished"
         new_space, changes = narrow(
             record.space,
-            frame,
+            imported(self.storage, s.name, frame, k),  # round 1: with a warm start's trials
             direction=s.direction,
             policy=s.narrowing,
             incumbent=best.params if best is not None else None,
@@ -132,9 +139,12 @@ class Driver:
         rs = RoundStudy.of(study)
         fail_orphans(self.storage, rs.id)  # left RUNNING by a crash: failed, replaced
         best = (parent_attrs(self.storage, s.name) or {}).get(ATTR["best"])
-        job = s.round_job(k, space, best["params"] if best else None)
+        near = best["params"] if best else source_best(self.storage, s.name)  # warm start
+        job = self.budget.limit(s.round_job(k, space, near))
         restarts = 0
-        while replace_failed(rs, s.trials, s.max_failures):
+        # stop_round: time budget or target reached (checked before any trial is enqueued)
+        stop = self.budget.stop_round
+        while not stop(self.storage, rs.id) and replace_failed(rs, s.trials, s.max_failures):
             if counts(self.storage, rs.id)["done"] >= s.trials:
                 break
             with _Monitor(self, k, rs.id):
@@ -211,6 +221,7 @@ class Driver:
             sid = self.storage.get_study_id_from_name(rounds[-1].study_name)
             fail_orphans(self.storage, sid, everyone=True)
         self.set("status", "interrupted")
+        self.budget.save()
         self.sync()
 
     def sync(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from hpo.conditions import active
 from hpo.space import Categorical, SearchSpace
 
 __all__ = ["exploration_space", "is_exploration", "local_params", "trial_kind"]
@@ -36,9 +37,12 @@ def trial_kind(number: int, explore: float, local: float) -> str:
 
 def local_params(space: SearchSpace, best: dict, rng) -> dict:
     """A configuration near ``best`` inside ``space`` (numeric: a normal step in the parameter's
-    own scale, clipped; categorical: the best's choice or, sometimes, another)."""
+    own scale, clipped; categorical: the best's choice or, sometimes, another). Parameters whose
+    condition does not hold for the configuration drawn so far are left out."""
     out = {}
     for name, param in space.items():
+        if not active(param, out):
+            continue
         if isinstance(param, Categorical):
             keep = name in best and param.contains(best[name]) and rng.random() < LOCAL_KEEP
             out[name] = best[name] if keep else param.choices[rng.integers(len(param.choices))]
@@ -74,4 +78,4 @@ def exploration_space(start: SearchSpace, current: SearchSpace) -> SearchSpace:
             )
         else:
             params[name] = first
-    return SearchSpace(params)
+    return current.replace(**params)  # conditions kept; a choice narrowed away is no error

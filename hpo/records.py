@@ -57,6 +57,8 @@ ATTR = {
     "curves": "hpo.curves",
     "explore": "hpo.explore",
     "local": "hpo.local",
+    "elapsed": "hpo.elapsed",  # parent: seconds the study ran, resumes included (hpo.budget)
+    "warm_start": "hpo.warm_start",  # parent: the study it started from (hpo.warmstart)
 }
 
 PARAM_PREFIX = "params_"  # a trials table has one column per parameter: params_<name>

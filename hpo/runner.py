@@ -16,6 +16,7 @@ import time
 import optuna
 
 from hpo import _optuna
+from hpo.budget import stop_claiming
 from hpo.queue import RoundStudy, counts, pop_waiting, too_many_failures
 from hpo.records import TrialStatus
 from hpo.sampling import make_pruner, make_sampler
@@ -55,7 +56,7 @@ def worker(job: RoundJob, n_trials: int, driver: int | None = None) -> int:
     )
     rs = RoundStudy.of(study)
     ran = 0
-    while (trial_id := pop_waiting(rs)) is not None:
+    while not stop_claiming(job, rs.storage, rs.id) and (trial_id := pop_waiting(rs)) is not None:
         try:  # RDB storages: a heartbeat thread, as study.optimize runs, so a dead worker shows
             with _optuna.get_heartbeat_thread(trial_id, rs.storage):
                 status = run_trial(job, rs, trial_id)

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 
 from hpo import _optuna
 from hpo.choices import PRUNERS, SAMPLERS
+from hpo.conditions import active
 from hpo.space import SearchSpace
 
 __all__ = ["FixedSampler", "assign_grid_point", "make_pruner", "make_sampler", "suggest"]
@@ -71,9 +72,12 @@ class FixedSampler(optuna.samplers.BaseSampler):
 
 
 def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
-    """Sample every parameter of ``space`` through the trial's sampler (``Param.to_optuna``)."""
+    """Sample every parameter of ``space`` through the trial's sampler (``Param.to_optuna``), in
+    definition order, skipping those whose condition (``when``) does not hold."""
     params = {}
     for name, dist in space.to_optuna().items():
+        if not active(space[name], params):
+            continue
         if isinstance(dist, CategoricalDistribution):
             params[name] = trial.suggest_categorical(name, list(dist.choices))
         elif isinstance(dist, IntDistribution):

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import CellType
 from typing import Any
 
+from hpo.budget import parse_duration
 from hpo.choices import BACKENDS, PRUNERS, SAMPLERS
 from hpo.errors import InputError
 from hpo.explore import exploration_space
@@ -29,13 +30,29 @@ __all__ = ["OPTIONS", "Settings", "StopPolicy", "check_picklable", "max_workers"
 
 @dataclass(frozen=True)
 class StopPolicy:
-    """When to stop before the last round: ranges unchanged, or no gain for ``patience`` rounds."""
+    """When to stop before the last round: ranges unchanged, or no gain for ``patience`` rounds;
+    or at any time: ``time_budget`` (seconds, or ``"10m"``, ``"1h30m"``) of wall time spent, or a
+    trial scoring ``target`` or better. Trials in flight finish; the best is still retrained."""
 
     when_unchanged: bool = True
     patience: int | None = None
     min_delta: float = 0.0
+    time_budget: float | str | None = None
+    target: float | None = None
 
     def __post_init__(self):
+        if self.time_budget is not None:
+            try:
+                object.__setattr__(self, "time_budget", parse_duration(self.time_budget))
+            except ValueError as exc:
+                raise ValueError(f"stop.time_budget: {exc}") from None
+        target = self.target
+        if target is not None and not (
+            isinstance(target, int | float)
+            and not isinstance(target, bool)
+            and math.isfinite(target)
+        ):
+            raise ValueError(f"stop.target: must be a finite number or None, got {target!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ValueError(
                 f"stop.patience: must be a positive integer or None, got {self.patience!r}"
@@ -71,6 +88,7 @@ class Settings:
     source: str | None = None  # the study file, so that `hpo resume` can rebuild the objective
     dataset: str | None = None  # None: the objective's data name; resume rebuilds on the same
     figures: Callable[..., Any] | None = None
+    warm_start: str | None = None  # a finished study of the same storage to start from
 
     def __post_init__(self) -> None:
         _check_identity(self.name, self.space, self.objective)
@@ -131,6 +149,7 @@ class Settings:
                 "space": self.space.to_dict(),
                 "backend": self.backend,
                 "tracking_uri": _absolute_uri(self.tracking_uri) if self.tracking else None,
+                "warm_start": self.warm_start,
             }
         )
 
@@ -272,12 +291,20 @@ def _check_types(s: Settings) -> None:
         raise ValueError("narrowing: must be a hpo.NarrowingPolicy")
     if s.stop is not None and not isinstance(s.stop, StopPolicy):
         raise ValueError("stop: must be a hpo.StopPolicy")
+    if s.warm_start is not None and (not isinstance(s.warm_start, str) or not s.warm_start):
+        raise ValueError(f"warm_start: must be the name of a study, got {s.warm_start!r}")
+    if s.warm_start is not None and s.warm_start == s.name:
+        raise ValueError(f"warm_start: must name another study than {s.name!r}")
     if s.figures is not None and not callable(s.figures):
         raise ValueError("figures: must be a callable (result, curves, out_dir) -> paths")
 
 
 def _check_grid(space: SearchSpace, rounds: int, trials: int) -> None:
     """The grid sampler runs each combination of Categorical choices once, in a single round."""
+    if conditional := [n for n, p in space.items() if p.when is not None]:
+        raise ValueError(
+            f"sampler 'grid': conditional parameters are not supported, got {conditional[0]}"
+        )
     other = [f"{n}: {type(p).__name__}" for n, p in space.items() if not isinstance(p, Categorical)]
     if other:
         raise ValueError(f"sampler 'grid': every parameter must be Categorical, got {other[0]}")

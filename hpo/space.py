@@ -15,6 +15,8 @@ from dataclasses import KW_ONLY, dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hpo.conditions import check_conditions, normalize_when, when_dict
+
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
@@ -58,8 +60,10 @@ class _Numeric:
     high: Any
     log: bool
     limits: Any
+    when: Any
 
     def _validate(self, integer: bool) -> None:
+        object.__setattr__(self, "when", normalize_when(self.when))
         low = _number(self.low, "low", integer)
         high = _number(self.high, "high", integer)
         if not (math.isfinite(low) and math.isfinite(high)):
@@ -117,6 +121,8 @@ class _Numeric:
         if isinstance(self, IntRange):
             d["log"] = self.log
         d["limits"] = None if self.limits is None else list(self.limits)
+        if self.when is not None:
+            d["when"] = when_dict(self.when)
         return d
 
     def replace_range(self, low: float, high: float):
@@ -135,6 +141,8 @@ class _Numeric:
             args.append("log=True")
         if self.limits is not None:
             args.append(f"limits=({_fmt(self.limits[0])}, {_fmt(self.limits[1])})")
+        if self.when is not None:
+            args.append(f"when={when_dict(self.when)!r}")
         return f"{type(self).__name__}({', '.join(args)})"
 
     __repr__ = __str__
@@ -148,6 +156,7 @@ class LogUniform(_Numeric):
     high: float
     _: KW_ONLY
     limits: tuple[float, float] | None = None
+    when: dict[str, Any] | None = None  # active only when these choices were taken
     log: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
@@ -167,6 +176,7 @@ class Uniform(_Numeric):
     high: float
     _: KW_ONLY
     limits: tuple[float, float] | None = None
+    when: dict[str, Any] | None = None  # active only when these choices were taken
     log: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
@@ -187,6 +197,7 @@ class IntRange(_Numeric):
     _: KW_ONLY
     log: bool = False
     limits: tuple[int, int] | None = None
+    when: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.log, bool):
@@ -215,9 +226,12 @@ class Categorical:
     """One of a fixed tuple of choices (str, int, float, bool or None), kept in order."""
 
     choices: tuple[str | int | float | bool | None, ...]
+    _: KW_ONLY
+    when: dict[str, Any] | None = None  # active only when these choices were taken
     log: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "when", normalize_when(self.when))
         given = self.choices
         if isinstance(given, str | bytes | Mapping) or not hasattr(given, "__iter__"):
             raise ValueError(f"`choices` must be a tuple of values, but got {given!r}")
@@ -247,14 +261,16 @@ class Categorical:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict, read back by :func:`param_from_dict`."""
-        return {"type": "Categorical", "choices": list(self.choices)}
+        d = {"type": "Categorical", "choices": list(self.choices)}
+        return d if self.when is None else {**d, "when": when_dict(self.when)}
 
     def short(self) -> str:
         """The choices, short: ``Categorical(sgd, momentum)``."""
         return f"Categorical({', '.join(_short(c) for c in self.choices)})"
 
     def __str__(self) -> str:
-        return f"Categorical({self.choices!r})"
+        when = "" if self.when is None else f", when={when_dict(self.when)!r}"
+        return f"Categorical({self.choices!r}{when})"
 
     __repr__ = __str__
 
@@ -325,6 +341,7 @@ class SearchSpace(Mapping[str, Param]):
                 "search space: at least one parameter is required, "
                 "e.g. SearchSpace(lr=LogUniform(1e-6, 1e-2))"
             )
+        check_conditions(merged, strict=not isinstance(params, _Known))
         object.__setattr__(self, "_params", MappingProxyType(merged))
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -374,13 +391,22 @@ class SearchSpace(Mapping[str, Param]):
                 params[name] = param_from_dict(pd)
             except ValueError as e:
                 raise ValueError(f"{name}: {e}") from None
-        return cls(params)
+        return cls(_Known(params))
 
     def replace(self, **params: Param) -> SearchSpace:
-        """A copy with some parameters replaced; unknown names are an error (typo guard)."""
+        """A copy with some parameters replaced; unknown names are an error (typo guard). A new
+        range without ``when`` keeps the old one's: a condition belongs to the space."""
         if unknown := sorted(set(params) - set(self._params)):
             raise ValueError(
                 f"search space: cannot replace unknown parameter(s) {unknown} "
                 f"(known: {', '.join(self._params)})"
             )
-        return SearchSpace({**self._params, **params})
+        for name, p in params.items():
+            if p.when is None and self._params[name].when is not None:
+                params[name] = dataclasses.replace(p, when=self._params[name].when)
+        return SearchSpace(_Known({**self._params, **params}))
+
+
+class _Known(dict):
+    """Params already checked once (stored, or narrowed): a condition may name a choice that
+    narrowing dropped since, which only leaves its parameter inactive."""

@@ -29,6 +29,7 @@ from hpo.storage import (
     parent_attrs,
     remove_new,
 )
+from hpo.warmstart import plan as warm_plan
 
 __all__ = ["Interrupted", "Progress", "Result", "StopPolicy", "Study", "StudyError"]
 
@@ -91,22 +92,25 @@ class Study:
         if storage is None:  # an unwritable storage fails here, before MLflow
             storage = open_storage(self.storage)
         try:
+            warm = warm_plan(storage, self.settings) if attrs is None else None  # checked first
             mirror = self._prepared_mirror()
         except BaseException:  # an unusable tracking store (TrackingError), Ctrl-C
             remove_new(created)  # nothing written: not even the empty journal just opened
             raise
         if attrs is None:
-            self._create(storage)
+            self._create(storage, warm)
         Driver(self.settings, storage, mirror, progress).loop()
         return load_result(storage, self.name, self.out)
 
-    def _create(self, storage) -> None:
+    def _create(self, storage, warm: dict | None = None) -> None:
         try:
             parent = optuna.create_study(
                 study_name=self.name, storage=storage, direction=self.direction
             )
             parent.set_user_attr(ATTR["config"], self.config())
             parent.set_user_attr(ATTR["rounds"], [])
+            if warm is not None:  # hpo.warmstart: round 1's ranges and the trials it imports
+                parent.set_user_attr(ATTR["warm_start"], warm)
         except OSError as exc:  # a full disk: no trial has started yet
             raise StorageError(
                 f"storage: cannot write {describe(self.storage)} ({exc.strerror or exc})"

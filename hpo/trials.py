@@ -53,6 +53,8 @@ class RoundJob:
     explore_dict: dict[str, Any] | None = None  # where they sample
     local: float = 0.0  # share of local trials near ``best`` (hpo.local)
     best: dict[str, Any] | None = None  # the best parameters so far, when there are some
+    deadline: float | None = None  # time.time() after which no trial is claimed (hpo.budget)
+    target: float | None = None  # a trial of the round reached it: no trial is claimed
 
     @property
     def space(self) -> SearchSpace:

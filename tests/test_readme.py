@@ -27,6 +27,10 @@ def test_readme_api_example_runs_as_written(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     trials = pd.read_csv(tmp_path / "runs" / "my-search" / "trials.csv")
     assert len(trials) == 24 and set(trials["round"]) == {1, 2}
+    momentum = trials.loc[trials["params_optimizer"] == "sgd", "params_momentum"]
+    assert momentum.isna().all()  # inactive: empty
+    again = pd.read_csv(tmp_path / "runs" / "my-search-2" / "trials.csv")
+    assert len(again) == 12  # the warm start's own budget
     assert (tmp_path / "mlflow.db").exists()  # tracked in MLflow's default store
     assert "lr" in done.stdout and "optimizer" in done.stdout
 

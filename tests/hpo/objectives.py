@@ -198,3 +198,28 @@ class Gate:
                 break
             time.sleep(0.02)
         return bowl(params)
+
+
+def branchy(params):
+    """Maximum 0 at lr = 1e-3, optimizer = momentum, momentum = 0.9; sgd is at best -0.5. Fails
+    (the trial fails) when it is given a parameter whose condition does not hold."""
+    if params["optimizer"] == "sgd" and "momentum" in params:
+        raise AssertionError(f"inactive momentum given: {params}")
+    score = -((math.log10(params["lr"]) + 3) ** 2)
+    if params["optimizer"] == "sgd":
+        return score - 0.5
+    return score - 10 * (params["momentum"] - 0.9) ** 2
+
+
+class Slow:
+    """``bowl`` after ``work`` seconds of sleep, with a ``final`` retrain that scores the best."""
+
+    def __init__(self, work=0.2):
+        self.work = work
+
+    def __call__(self, params):
+        time.sleep(self.work)
+        return bowl(params)
+
+    def final(self, params, seed):
+        return {"test_score": bowl(params)}
