@@ -222,6 +222,7 @@ def cmd_resume(args) -> int:
             seed=config["seed"],
             sampler=config["sampler"],
             pruner=config["pruner"],
+            **{k: config[k] for k in ("repeats", "confirm", "confirm_repeats") if k in config},
             storage=storage,
             source=source,
             **_given(
@@ -244,7 +245,7 @@ def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
     display = ProgressDisplay(sys.stdout)
     verb = "resuming" if resume else "running"
     print(
-        f"{verb} study {study.name!r}: {study.rounds} round(s) x {study.trials} trials, "
+        f"{verb} study {study.name!r}: {study.settings.budget_line()}, "
         f"{study.workers} worker(s), sampler {study.sampler}, storage {study.storage}"
     )
     try:

@@ -198,3 +198,16 @@ class Gate:
                 break
             time.sleep(0.02)
         return bowl(params)
+
+
+def noisy_truth(params):
+    """The true score of ``noisy``: a peak at x = 0.5."""
+    return 1.0 - abs(params["x"] - 0.5)
+
+
+def noisy(params, ctx):
+    """``noisy_truth`` plus seeded Gaussian noise (sd 0.1): the raw maximum of many trials is
+    mostly a lucky draw."""
+    import numpy as np
+
+    return noisy_truth(params) + float(np.random.default_rng(ctx.seed).normal(0.0, 0.1))
