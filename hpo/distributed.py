@@ -68,8 +68,9 @@ def follow(study: Settings, *, poll: float = POLL, log: Callable[[str], Any] | N
             if k not in joined:
                 joined.add(k)
                 log(f"round {k}/{study.rounds}: taking trials")
-            job = study.round_job(k, rounds[-1].space)
-            ran += worker(job, study.trials)
+            r = rounds[-1]
+            job = study.confirm_job(k, r.study_name) if r.confirm else study.round_job(k, r.space)
+            ran += worker(job, len(r.candidates) or study.trials)
             continue
         time.sleep(poll)
 
@@ -85,6 +86,7 @@ def as_stored(study: Settings, config: dict[str, Any]) -> Settings:
         trials=config["trials"],
         seed=config["seed"],
         fixed=config.get("fixed"),
+        **{k: config[k] for k in ("repeats", "confirm", "confirm_repeats") if k in config},
         tracking=False,  # the driver is the only MLflow writer: the mirror stays exactly once
     )
 
