@@ -226,6 +226,7 @@ def cmd_resume(args) -> int:
             sampler=config["sampler"],
             pruner=config["pruner"],
             stop=stored_stop(config),  # with a time budget or target given to `hpo run`
+            **{k: config[k] for k in ("repeats", "confirm", "confirm_repeats") if k in config},
             storage=storage,
             source=source,
             **_given(
@@ -248,7 +249,7 @@ def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
     display = ProgressDisplay(sys.stdout)
     verb = "resuming" if resume else "running"
     print(
-        f"{verb} study {study.name!r}: {study.rounds} round(s) x {study.trials} trials, "
+        f"{verb} study {study.name!r}: {study.settings.budget_line()}, "
         f"{study.workers} worker(s), sampler {study.sampler}, storage {study.storage}"
     )
     try:

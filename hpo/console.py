@@ -22,13 +22,14 @@ class ProgressDisplay:
     def __call__(self, p) -> None:
         best = "-" if p.best is None else f"{p.best:.4f}"
         left = "" if p.left is None else f", ~{_clock(p.left)} left"
+        where = "confirmation" if p.confirm else f"round {p.round}/{p.rounds}"
         line = (
-            f"round {p.round}/{p.rounds}: {p.done}/{p.total} trials done, {p.running} running,"
+            f"{where}: {p.done}/{p.total} trials done, {p.running} running,"
             f" {p.failed} failed, best {best}, {_clock(p.elapsed)}{left}"
         )
         if p.event in ("narrowed", "round_start") and p.done == 0:
             self._end_live()
-            print(f"round {p.round}/{p.rounds} starts", file=self.stream, flush=True)
+            print(f"{where} starts", file=self.stream, flush=True)
             return
         if p.event == "final":
             self._end_live()
@@ -64,6 +65,9 @@ class ProgressDisplay:
 def print_result(result) -> None:
     print(f"\nstudy {result.name}: {result.status}")
     for r in result.rounds:
+        if r.confirm:
+            print(f"confirmation: the best {len(r.candidates)} configurations evaluated again")
+            continue
         print(f"round {r.round}:")
         for name, param in r.space.items():
             change = r.changes.get(name)
@@ -81,12 +85,26 @@ def print_result(result) -> None:
     if result.best_params:
         params = ", ".join(f"{k}={_num(v)}" for k, v in result.best_params.items())
         print(f"best configuration: {params}")
-        print(f"best score ({result.metric}): {result.best_value:.4f}")
+        print(_score_line(result))
     if result.test_score is not None:
         print(f"test score of the best configuration (retrained once): {result.test_score:.4f}")
+    if result.optimism is not None:
+        print(f"optimism (validation - test): {result.optimism:+.4f}")
+    for note in result.fragile:
+        print(f"fragile: {note}")
     if result.files:
         print(f"tables and figures in {result.out}/: {', '.join(sorted(result.files))}")
     print("inspect the trials: make ui   (MLflow, runs table under the study's experiment)")
+
+
+def _score_line(result) -> str:
+    """``validation score (val_acc, mean_last:5, 3 confirmation repeats): 0.8400 ± 0.0100``."""
+    how = [result.metric, result.score] if result.score != "returned" else [result.metric]
+    if len(result.best_repeats or ()) > 1:
+        kind = "confirmation " if result.confirmed else ""
+        how.append(f"mean of {len(result.best_repeats)} {kind}repeats")
+    sd = f" ± {result.best_sd:.4f}" if result.best_sd is not None else ""
+    return f"validation score ({', '.join(how)}): {result.best_value:.4f}{sd}"
 
 
 def _counts(frame, statuses) -> str:

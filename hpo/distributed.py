@@ -68,9 +68,14 @@ def follow(study: Settings, *, poll: float = POLL, log: Callable[[str], Any] | N
             if k not in joined:
                 joined.add(k)
                 log(f"round {k}/{study.rounds}: taking trials")
-            best = attrs.get(ATTR["best"])
-            job = study.round_job(k, rounds[-1].space, best["params"] if best else None)
-            ran += worker(job, study.trials)
+            r, best = rounds[-1], attrs.get(ATTR["best"])
+            near = best["params"] if best else None
+            job = (
+                study.confirm_job(k, r.study_name)
+                if r.confirm
+                else study.round_job(k, r.space, near)
+            )
+            ran += worker(job, len(r.candidates) or study.trials)
             continue
         time.sleep(poll)
 
@@ -86,6 +91,7 @@ def as_stored(study: Settings, config: dict[str, Any]) -> Settings:
         trials=config["trials"],
         seed=config["seed"],
         fixed=config.get("fixed"),
+        **{k: config[k] for k in ("repeats", "confirm", "confirm_repeats") if k in config},
         tracking=False,  # the driver is the only MLflow writer: the mirror stays exactly once
     )
 

@@ -20,15 +20,15 @@ import optuna
 import pandas as pd
 
 from hpo.budget import Budget
+from hpo.confirm import candidates, confirm_name, fragility
 from hpo.distributed import wait_for_round
 from hpo.liveness import fail_orphans
 from hpo.narrowing import converged, narrow
-from hpo.queue import RoundStudy, counts, replace_failed
-from hpo.records import ATTR, FINISHED, RoundRecord, TrialStatus, best_of, to_json
+from hpo.queue import RoundStudy, counts, fill_candidates, replace_failed
+from hpo.records import ATTR, FINISHED, Best, RoundRecord, TrialStatus, best_of, to_json
 from hpo.result import Interrupted, StudyError, load_result
 from hpo.runner import is_worker_death, run_workers, shutdown_pool
 from hpo.settings import Settings
-from hpo.space import SearchSpace
 from hpo.storage import best_score, parent_attrs, read_rounds, round_name, trials_frame
 from hpo.trials import trial_seed
 from hpo.warmstart import imported, source_best, start_space
@@ -50,6 +50,7 @@ class Progress:
     elapsed: float
     event: str = "tick"  # tick, round_start, round_end, narrowed, final
     left: float | None = None  # estimated seconds to the last round's end; None: no trial ended
+    confirm: bool = False  # the confirmation round
 
 
 class Driver:
@@ -61,6 +62,7 @@ class Driver:
         self.t0 = time.monotonic()
         self.durations: dict[int, list[float]] = {}  # round -> seconds of its ended trials
         self.budget = Budget(settings.name, settings.stop, settings.direction, storage)
+        self.confirming: int | None = None  # the confirmation round's number, once it runs
 
     def rounds(self) -> list[RoundRecord]:
         return read_rounds(parent_attrs(self.storage, self.s.name))
@@ -77,8 +79,10 @@ class Driver:
         try:
             while True:
                 record = self.rounds()[-1]
-                self.run_round(record.round, record.space)
+                self.run_round(record)
                 why = self.after_round(record)
+                if why is not None and not record.confirm and self.start_confirm(record, why):
+                    continue
                 if why is not None:
                     self.set("status", why)
                     break
@@ -96,6 +100,11 @@ class Driver:
         s, k = self.s, record.round
         trials = trials_frame(self.storage, s.name)  # read once per round
         frame = trials[trials["round"] == k]
+        if record.confirm:  # the best mean of the confirmation round wins
+            best = best_of(frame, s.direction)
+            if best is not None:
+                self.set("best", best.to_dict())
+            return record.ended
         best = best_of(trials, s.direction)
         if best is not None:
             self.set("best", best.to_dict())
@@ -126,10 +135,24 @@ class Driver:
         self.set("rounds", rounds)
         self.emit(record.round, "narrowed" if record.round > 1 else "round_start")
 
-    def run_round(self, k: int, space: SearchSpace) -> None:
-        s = self.s
+    def start_confirm(self, last: RoundRecord, why: str) -> bool:
+        """After the last search round: the confirmation round of the top ``confirm`` distinct
+        configurations, if any; ``why`` is the study's status once it is done."""
+        if not self.s.confirm:
+            return False
+        trials = trials_frame(self.storage, self.s.name)
+        top = candidates(trials, self.s.direction, self.s.confirm)
+        if not top:
+            return False
+        k = last.round + 1
+        name = confirm_name(self.s.name)
+        self.start_round(RoundRecord(k, name, self.s.space, candidates=tuple(top), ended=why))
+        return True
+
+    def run_round(self, record: RoundRecord) -> None:
+        s, k = self.s, record.round
         study = optuna.create_study(
-            study_name=round_name(s.name, k),
+            study_name=record.study_name,
             storage=self.storage,
             direction=s.direction,
             load_if_exists=True,
@@ -140,20 +163,27 @@ class Driver:
         fail_orphans(self.storage, rs.id)  # left RUNNING by a crash: failed, replaced
         best = (parent_attrs(self.storage, s.name) or {}).get(ATTR["best"])
         near = best["params"] if best else source_best(self.storage, s.name)  # warm start
-        job = self.budget.limit(s.round_job(k, space, near))
+        if record.confirm:
+            self.confirming = k
+            job, n = s.confirm_job(k, record.study_name), len(record.candidates)
+            refill = lambda: fill_candidates(rs, list(record.candidates), s.max_failures)  # noqa: E731
+        else:
+            job, n = s.round_job(k, record.space, near), s.trials
+            refill = lambda: replace_failed(rs, n, s.max_failures)  # noqa: E731
+        job = self.budget.limit(job)
         restarts = 0
         # stop_round: time budget or target reached (checked before any trial is enqueued)
         stop = self.budget.stop_round
-        while not stop(self.storage, rs.id) and replace_failed(rs, s.trials, s.max_failures):
-            if counts(self.storage, rs.id)["done"] >= s.trials:
+        while not stop(self.storage, rs.id) and refill():
+            if counts(self.storage, rs.id)["done"] >= n:
                 break
             with _Monitor(self, k, rs.id):
                 try:
-                    run_workers(job, s.trials, s.workers, s.backend)
+                    run_workers(job, n, s.workers, s.backend)
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:  # a worker process died: fail its trial, go on
-                    if not is_worker_death(exc) or restarts >= 3 * s.trials:
+                    if not is_worker_death(exc) or restarts >= 3 * n:
                         raise
                     restarts += 1
                     # loky ends the whole pool: a worker may die between claiming a trial and
@@ -198,6 +228,10 @@ class Driver:
                 scores = final(best["params"], trial_seed(self.s.seed, 0, best["number"]))
             if "test_score" in scores:
                 self.set("test_score", scores["test_score"])
+        attrs = parent_attrs(self.storage, self.s.name)
+        if best and ATTR["fragile"] not in attrs:  # the retrain is part of the answer
+            test = attrs.get(ATTR["test_score"])
+            self.set("fragile", fragility(Best.from_dict(best), test, self.s.direction))
         from hpo.report import curves_of, write_report
 
         files = write_report(self.storage, self.s.name, self.s.out)
@@ -232,8 +266,11 @@ class Driver:
         if self.progress is None:
             return
         if study_id is None:
+            names = {r.round: r.study_name for r in self.rounds()}
             try:
-                study_id = self.storage.get_study_id_from_name(round_name(self.s.name, k))
+                study_id = self.storage.get_study_id_from_name(
+                    names.get(k, round_name(self.s.name, k))
+                )
             except KeyError:
                 study_id = None
         c = counts(self.storage, study_id) if study_id is not None else {"done": 0}
@@ -248,13 +285,14 @@ class Driver:
                 round=k,
                 rounds=self.s.rounds,
                 done=c["done"],
-                total=self.s.trials,
+                total=self.s.confirm if k == self.confirming else self.s.trials,
                 running=c.get("running", 0),
                 failed=c.get("failed", 0) + c.get("interrupted", 0),
                 best=self.best_so_far(trials),
                 elapsed=time.monotonic() - self.t0,
                 event=event,
                 left=self.time_left(k, c["done"]),
+                confirm=k == self.confirming,
             )
         )
 
@@ -269,15 +307,21 @@ class Driver:
         return min(scores) if self.s.direction == "minimize" else max(scores)
 
     def time_left(self, k: int, done: int) -> float | None:
-        """Seconds to the end of the last round, from the mean trial duration so far: the rest
-        of round ``k`` and the later rounds, each in waves of ``workers`` trials (the stop policy
-        may end the study sooner). None before any trial has ended."""
-        seen = [d for ds in self.durations.values() for d in ds]
+        """Seconds to the end of the study's trials, from the mean trial duration so far: the
+        rest of round ``k``, the later rounds and the confirmation round (a trial of which takes
+        ``confirm_repeats / repeats`` search trials), each in waves of ``workers`` trials (the
+        stop policy may end the study sooner). None before any trial has ended."""
+        seen = [d for j, ds in self.durations.items() if j != self.confirming for d in ds]
         if not seen:
             return None
-        workers = self.s.workers or os.cpu_count() or 1
-        waves = math.ceil(max(self.s.trials - done, 0) / workers)
-        waves += (self.s.rounds - k) * math.ceil(self.s.trials / workers)
+        s = self.s
+        workers = s.workers or os.cpu_count() or 1
+        ratio = s.confirm_repeats / s.repeats
+        if k == self.confirming:
+            return sum(seen) / len(seen) * ratio * math.ceil(max(s.confirm - done, 0) / workers)
+        waves = math.ceil(max(s.trials - done, 0) / workers)
+        waves += (s.rounds - k) * math.ceil(s.trials / workers)
+        waves += ratio * math.ceil(s.confirm / workers)
         return sum(seen) / len(seen) * waves
 
 

@@ -16,7 +16,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Data", "Diverged", "ModelObjective", "TrialContext", "call_objective"]
+__all__ = [
+    "Data",
+    "Diverged",
+    "ModelObjective",
+    "TrialContext",
+    "call_objective",
+    "check_score",
+    "curve_score",
+]
 
 
 class Diverged(Exception):
@@ -32,6 +40,8 @@ class TrialContext:
     seed: int
     metric: str = "val_acc"
     _report: Callable[[int, float], bool] | None = None
+    repeat: int = 0  # which of the trial's repeats this call is (0-based; hpo.settings repeats)
+    confirm: bool = False  # a call of the confirmation round: fresh seeds (and fresh folds)
     curves: dict[str, list[float | None]] = field(default_factory=dict)
 
     def report(self, step: int, metrics: Mapping[str, float]) -> bool:
@@ -58,6 +68,30 @@ def call_objective(objective: Callable[..., Any], params: dict[str, Any], ctx: T
     except (TypeError, ValueError):
         n = 1
     return objective(params, ctx) if n >= 2 else objective(params)
+
+
+def check_score(score: str) -> str:
+    """``last`` (the textbook: the last epoch), ``mean_last:K`` (the mean of the last K epochs)
+    or ``best`` (the best epoch); raise ValueError naming the field otherwise."""
+    if score in ("last", "best"):
+        return score
+    head, _, k = str(score).partition(":")
+    if head == "mean_last" and k.isdigit() and int(k) >= 1:
+        return score
+    raise ValueError(f"score: must be 'last', 'best' or 'mean_last:K' (K >= 1), got {score!r}")
+
+
+def curve_score(curve: list[float | None], score: str, minimize: bool = False) -> float:
+    """The score of a per-epoch curve (see :func:`check_score`); NaN when it is not finite."""
+    values = [math.nan if v is None else float(v) for v in curve]
+    if not values:
+        return math.nan
+    if score == "last":
+        return values[-1]
+    if score == "best":
+        return min(values) if minimize else max(values)
+    tail = values[-int(score.partition(":")[2]) :]
+    return sum(tail) / len(tail)
 
 
 @dataclass(frozen=True)
@@ -93,6 +127,13 @@ class Data:
 class ModelObjective:
     """Train ``factory(**params, random_state=seed)`` for ``epochs`` and return a validation metric.
 
+    ``score`` says which number of the metric's curve is the trial's score: ``last`` (the last
+    epoch, the textbook's), ``mean_last:K`` (the mean of the last K epochs: a curve that ends on a
+    spike no longer wins on it) or ``best``. ``folds=K``: k-fold cross-validation for small data;
+    train and validation images are pooled and cut into K folds (a fixed shuffle), and a trial's
+    repeat ``r`` validates on fold ``r % K`` (``Study(repeats=K)``: every fold once). In the
+    confirmation round the folds are reshuffled with the trial's seed: fresh folds.
+
     ``factory`` must be picklable (a class such as ``models.MLP``, a ``functools.partial`` of one,
     or a module-level function). Training that diverges raises :class:`Diverged`, so the trial is
     recorded as diverged with its reason and never scored.
@@ -110,6 +151,8 @@ class ModelObjective:
         epochs: int,
         metric: str = "val_acc",
         eval_train: bool = False,
+        score: str = "last",
+        folds: int | None = None,
     ):
         if not callable(factory):
             raise ValueError(f"factory: must be callable, got {type(factory).__name__}")
@@ -120,7 +163,10 @@ class ModelObjective:
                 f"metric: must be one of val_acc, val_loss, train_acc, train_loss; got {metric!r}"
             )
         self.factory, self.data, self.epochs = factory, data, epochs
+        if folds is not None and (not isinstance(folds, int) or folds < 2):
+            raise ValueError(f"folds: must be an integer >= 2 or None, got {folds!r}")
         self.metric, self.eval_train = metric, eval_train
+        self.score, self.folds = check_score(score), folds
 
     def __getstate__(self) -> dict[str, Any]:
         """Workers get the objective without the test split: tuning cannot see it, and a round
@@ -136,7 +182,7 @@ class ModelObjective:
     def __call__(self, params: dict[str, Any], ctx: TrialContext) -> float:
         import optuna
 
-        d = self.data
+        X_tr, y_tr, X_val, y_val = self.split(ctx)
         model = self.factory(**params, random_state=ctx.seed)
         pruned = []
 
@@ -147,10 +193,10 @@ class ModelObjective:
             return stop
 
         model.fit(
-            d.X_train,
-            d.y_train,
-            X_val=d.X_val,
-            y_val=d.y_val,
+            X_tr,
+            y_tr,
+            X_val=X_val,
+            y_val=y_val,
             epochs=self.epochs,
             on_epoch=on_epoch,
             eval_train=self.eval_train,
@@ -159,10 +205,24 @@ class ModelObjective:
             raise Diverged(getattr(model, "divergence_reason_", None) or "loss is not finite")
         if pruned:
             raise optuna.TrialPruned(f"pruned at epoch {pruned[0]}")
-        value = model.history_[self.metric][-1]
-        if value is None or not math.isfinite(value):
+        value = curve_score(model.history_[self.metric], self.score, self.direction == "minimize")
+        if not math.isfinite(value):
             raise Diverged(f"{self.metric} is not finite after training")
         return float(value)
+
+    def split(self, ctx: TrialContext) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(X_train, y_train, X_val, y_val) of this call: the given split, or with ``folds`` the
+        fold ``ctx.repeat % folds`` of the pooled images (reshuffled in the confirmation round)."""
+        d = self.data
+        if self.folds is None:
+            return d.X_train, d.y_train, d.X_val, d.y_val
+        X = np.concatenate([d.X_train, d.X_val])
+        y = np.concatenate([d.y_train, d.y_val])
+        order = np.random.default_rng(ctx.seed if ctx.confirm else 0).permutation(len(y))
+        held = np.array_split(order, self.folds)[ctx.repeat % self.folds]
+        mask = np.ones(len(y), dtype=bool)
+        mask[held] = False
+        return X[mask], y[mask], X[held], y[held]
 
     def final(self, params: dict[str, Any], seed: int) -> dict[str, float]:
         """Retrain on train + validation with the chosen params and score once on the test split."""

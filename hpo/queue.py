@@ -13,10 +13,17 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo import _optuna
-from hpo.records import FINISHED
+from hpo.records import ATTR, FINISHED
 from hpo.storage import trial_status
 
-__all__ = ["RoundStudy", "counts", "pop_waiting", "replace_failed", "too_many_failures"]
+__all__ = [
+    "RoundStudy",
+    "counts",
+    "fill_candidates",
+    "pop_waiting",
+    "replace_failed",
+    "too_many_failures",
+]
 
 
 @dataclass(frozen=True)
@@ -78,4 +85,23 @@ def replace_failed(rs: RoundStudy, n_trials: int, max_failures: int) -> bool:
     missing = n_trials - c["done"] - c.get("running", 0) - c.get("waiting", 0)
     for _ in range(max(missing, 0)):
         rs.study.enqueue_trial({}, skip_if_exists=False)
+    return True
+
+
+def fill_candidates(rs: RoundStudy, candidates: list[dict], max_failures: int) -> bool:
+    """The confirmation round's queue: one trial per candidate configuration, its params fixed;
+    a candidate whose trial failed or was interrupted gets a new one (as :func:`replace_failed`,
+    the driver alone writes it). Returns False once too many trials failed."""
+    c = counts(rs.storage, rs.id)
+    if too_many_failures(c, len(candidates), max_failures):
+        return False
+    taken = set()
+    for t in rs.storage.get_all_trials(rs.id, deepcopy=False):
+        if str(trial_status(t)) in (*FINISHED, "running", "waiting"):
+            taken.add((t.user_attrs.get(ATTR["candidate"]) or {}).get("index"))
+    for cand in candidates:
+        if cand["index"] not in taken:
+            rs.study.enqueue_trial(
+                cand["params"], user_attrs={ATTR["candidate"]: cand}, skip_if_exists=False
+            )
     return True

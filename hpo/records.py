@@ -59,6 +59,10 @@ ATTR = {
     "local": "hpo.local",
     "elapsed": "hpo.elapsed",  # parent: seconds the study ran, resumes included (hpo.budget)
     "warm_start": "hpo.warm_start",  # parent: the study it started from (hpo.warmstart)
+    "repeats": "hpo.repeats",  # trial: the score of each repeat
+    "value_sd": "hpo.value_sd",  # trial: their standard deviation
+    "candidate": "hpo.candidate",  # confirmation trial: the search trial it confirms
+    "fragile": "hpo.fragile",  # parent: why the chosen configuration is fragile (empty: not)
 }
 
 PARAM_PREFIX = "params_"  # a trials table has one column per parameter: params_<name>
@@ -93,6 +97,9 @@ TRIAL_COLUMNS = (
     "reason",
     "explore",
     "local",
+    "repeats",
+    "value_sd",
+    "candidate",
     "started",
     "completed",
 )
@@ -146,19 +153,37 @@ class RoundRecord:
     study_name: str
     space: SearchSpace
     changes: Mapping[str, Change] = field(default_factory=dict)  # empty for round 1
+    # the confirmation round: the search trials it re-evaluates ({params, round, number, value})
+    # and the status the search ended with
+    candidates: tuple[dict[str, Any], ...] = ()
+    ended: str = ""
+
+    @property
+    def confirm(self) -> bool:
+        return bool(self.candidates)
+
+    @property
+    def label(self) -> str:
+        """``confirm`` for the confirmation round, else ``round-K``."""
+        return "confirm" if self.confirm else f"round-{self.round}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "round": self.round,
             "study_name": self.study_name,
             "space": self.space.to_dict(),
             "changes": {n: c.to_dict() for n, c in self.changes.items()},
         }
+        if self.candidates:
+            out.update(candidates=to_json(list(self.candidates)), ended=self.ended)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RoundRecord:
         changes = {n: Change.from_dict(c) for n, c in (d.get("changes") or {}).items()}
-        return cls(int(d["round"]), d["study_name"], SearchSpace.from_dict(d["space"]), changes)
+        space = SearchSpace.from_dict(d["space"])
+        candidates = tuple(d.get("candidates") or ())
+        return cls(int(d["round"]), d["study_name"], space, changes, candidates, d.get("ended", ""))
 
     def why(self, name: str) -> str:
         """The reason of parameter ``name``'s range, e.g. ``shifted`` (``start`` in round 1)."""
@@ -174,15 +199,27 @@ class Best:
     value: float
     round: int
     number: int
+    sd: float | None = None  # the spread of its repeats (None: evaluated once)
+    repeats: list[float] | None = None  # the score of each repeat
+    candidate: dict[str, Any] | None = None  # confirmed: the search trial ({round, number, value})
 
     def to_dict(self) -> dict[str, Any]:
-        return to_json(self.__dict__)
+        return to_json({k: v for k, v in self.__dict__.items() if v is not None})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> Best | None:
         if not d:
             return None
-        return cls(dict(d["params"]), float(d["value"]), int(d["round"]), int(d["number"]))
+        sd = None if d.get("sd") is None else float(d["sd"])
+        return cls(
+            dict(d["params"]),
+            float(d["value"]),
+            int(d["round"]),
+            int(d["number"]),
+            sd,
+            d.get("repeats"),
+            d.get("candidate"),
+        )
 
 
 def param_columns(frame: pd.DataFrame) -> list[str]:
@@ -224,4 +261,12 @@ def best_of(frame: pd.DataFrame, direction: str = "maximize") -> Best | None:
     if top.empty:
         return None
     row = top.iloc[0]
-    return Best(params_of(row), float(row["value"]), int(row["round"]), int(row["number"]))
+    best = Best(params_of(row), float(row["value"]), int(row["round"]), int(row["number"]))
+    sd, repeats, candidate = (row.get(c) for c in ("value_sd", "repeats", "candidate"))
+    if isinstance(sd, float) and math.isfinite(sd):
+        best = dataclasses.replace(best, sd=sd)
+    if isinstance(repeats, list) and len(repeats) > 1:
+        best = dataclasses.replace(best, repeats=[float(v) for v in repeats])
+    if isinstance(candidate, dict):
+        best = dataclasses.replace(best, candidate=candidate)
+    return best

@@ -64,8 +64,10 @@ def write_report(storage, name: str, out: str | Path) -> dict[str, Path]:
     best = {
         "study": name,
         "best": attrs.get(ATTR["best"]),
-        "test_score": attrs.get(ATTR["test_score"]),
+        **_verdict(attrs),
         "status": attrs.get(ATTR["status"]),
+        "score": config.get("score"),
+        "repeats": config.get("repeats", 1),
         "fixed": config.get("fixed", {}),
     }
     files["best"].write_text(json.dumps(best, indent=2) + "\n")
@@ -82,6 +84,20 @@ def write_report(storage, name: str, out: str | Path) -> dict[str, Path]:
     files["scores"] = _scores_figure(trials, rounds, folder / "scores.png")
     files["ranges_fig"] = _ranges_figure(rounds, folder / "ranges.png")
     return files
+
+
+def _verdict(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The reported validation score, its spread and the retrained test score side by side."""
+    best, test = attrs.get(ATTR["best"]) or {}, attrs.get(ATTR["test_score"])
+    value = best.get("value")
+    finite = value is not None and test is not None and math.isfinite(test)
+    return {
+        "validation": value,
+        "validation_sd": best.get("sd"),
+        "test_score": test,
+        "optimism": value - test if finite else None,
+        "fragile": attrs.get(ATTR["fragile"]),
+    }
 
 
 def _curves_figure(trials, curves, direction: str, path: Path) -> Path:
@@ -122,15 +138,30 @@ def _scores_figure(trials, rounds: list[RoundRecord], path: Path) -> Path:
     ok = trials[trials["value"].notna()]
     cmap = plt.get_cmap("viridis", max(len(rounds), 2))
     for ax, pname in zip(axes[0], names, strict=False):
-        for k, space in enumerate(spaces, start=1):
+        for k, (space, r) in enumerate(zip(spaces, rounds, strict=True), start=1):
             sub = ok[ok["round"] == k]
+            sd = sub.get("value_sd")
+            color = "red" if r.confirm else cmap(k - 1)
             for kind, marker in (("round", "o"), ("explore", "x"), ("local", "^")):
                 part = sub[_kind(sub) == kind]
-                label = f"round {k}" if kind == "round" else None
-                x = part[PARAM_PREFIX + pname]
-                ax.scatter(x, part["value"], s=12, marker=marker, color=cmap(k - 1), label=label)
-            p = space[pname]
-            ax.axvspan(p.low, p.high, color=cmap(k - 1), alpha=0.08)
+                if part.empty:
+                    continue
+                label = None
+                if kind == "round":
+                    label = "confirm (mean ± sd)" if r.confirm else f"round {k}"
+                ax.errorbar(
+                    part[PARAM_PREFIX + pname],
+                    part["value"],
+                    yerr=None if sd is None else sd[part.index],
+                    fmt="D" if r.confirm else marker,
+                    ms=5 if r.confirm else 3.5,
+                    color=color,
+                    elinewidth=0.8,
+                    label=label,
+                )
+            if not r.confirm:
+                p = space[pname]
+                ax.axvspan(p.low, p.high, color=color, alpha=0.08)
         if spaces[0][pname].log:
             ax.set_xscale("log")
         ax.set_xlabel(pname)
@@ -162,6 +193,8 @@ def _ranges_figure(rounds: list[RoundRecord], path: Path) -> Path:
     )
     for ax, pname in zip(axes[0], names, strict=False):
         for k, (space, r) in enumerate(zip(spaces, rounds, strict=True), start=1):
+            if r.confirm:  # fixed configurations, no range
+                continue
             p = space[pname]
             ax.plot([p.low, p.high], [k, k], lw=6)
             reason = r.why(pname)

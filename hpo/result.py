@@ -37,6 +37,19 @@ class Result:
     out: Path
     files: dict[str, Path] = field(default_factory=dict)
     metric: str = DEFAULT_METRIC  # what the best value measures, e.g. val_acc
+    best_sd: float | None = None  # the spread of the best configuration's repeats
+    best_repeats: list[float] | None = None  # the score of each of its repeats
+    fragile: list[str] = field(default_factory=list)  # why the choice is not settled
+    score: str = "returned"  # which number of the validation curve scores a trial
+    confirmed: bool = False  # the best configuration won the confirmation round
+
+    @property
+    def optimism(self) -> float | None:
+        """The reported validation score minus the retrained test score (maximize; the reverse
+        when minimizing is not asked here): how much the search flatters its choice."""
+        if self.best_value is None or self.test_score is None:
+            return None
+        return self.best_value - self.test_score
 
 
 def load_result(storage, name: str, out: Path | None = None) -> Result:
@@ -59,4 +72,9 @@ def load_result(storage, name: str, out: Path | None = None) -> Result:
         out=out / name,
         files=files,
         metric=config.get("metric") or DEFAULT_METRIC,
+        best_sd=best.sd if best else None,
+        best_repeats=best.repeats if best else None,
+        fragile=list(attrs.get(ATTR["fragile"]) or []),
+        score=config.get("score") or "returned",
+        confirmed=bool(best and best.candidate),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from types import CellType
 from typing import Any
@@ -89,6 +89,9 @@ class Settings:
     dataset: str | None = None  # None: the objective's data name; resume rebuilds on the same
     figures: Callable[..., Any] | None = None
     warm_start: str | None = None  # a finished study of the same storage to start from
+    repeats: int = 1  # evaluations of each configuration (seeds apart), ranked on their mean
+    confirm: int | None = None  # top N re-evaluated after the last round; None: 5 for a model
+    confirm_repeats: int = 3  # (an objective with ``final``), 0 for a plain function
 
     def __post_init__(self) -> None:
         _check_identity(self.name, self.space, self.objective)
@@ -97,7 +100,10 @@ class Settings:
         _check_choice("sampler", self.sampler, SAMPLERS)
         _check_choice("pruner", self.pruner, (None, *PRUNERS))
         _check_choice("backend", self.backend, BACKENDS)
-        for name, low in (("rounds", 1), ("trials", 1), ("seed", 0), ("max_failures", 1)):
+        checks = (("rounds", 1), ("trials", 1), ("seed", 0), ("max_failures", 1), ("repeats", 1))
+        if self.confirm is not None:
+            checks += (("confirm", 0),)
+        for name, low in (*checks, ("confirm_repeats", 1)):
             _check_int(name, getattr(self, name), low)
         if self.workers is not None:
             _check_int("workers", self.workers, 1)
@@ -117,6 +123,7 @@ class Settings:
             "experiment": self.experiment or self.name,
             "fixed": _json_fixed(self.fixed),
             "dataset": self.dataset or getattr(getattr(self.objective, "data", None), "name", None),
+            "confirm": self.confirm if self.confirm is not None else _default_confirm(self),
         }
         for key, value in resolved.items():
             object.__setattr__(self, key, value)
@@ -139,6 +146,10 @@ class Settings:
                 "workers": self.workers,
                 "seed": self.seed,
                 "metric": self.metric,
+                "score": getattr(self.objective, "score", None) or "returned",
+                "repeats": self.repeats,
+                "confirm": self.confirm,
+                "confirm_repeats": self.confirm_repeats,
                 "fixed": self.fixed,
                 "narrowing": asdict(self.narrowing),
                 "stop": asdict(self.stop),
@@ -153,12 +164,40 @@ class Settings:
             }
         )
 
+    def budget(self) -> tuple[int, int]:
+        """Evaluations of the objective: (the search rounds', the confirmation round's)."""
+        return self.rounds * self.trials * self.repeats, self.confirm * self.confirm_repeats
+
+    def budget_line(self) -> str:
+        """E.g. ``4 rounds x 30 trials + confirmation 5 x 3 = 135 evaluations``."""
+        search, confirm = self.budget()
+        line = f"{self.rounds} round(s) x {self.trials} trials"
+        line += f" x {self.repeats} repeats" if self.repeats > 1 else ""
+        if confirm:
+            line += f" + confirmation {self.confirm} x {self.confirm_repeats}"
+        return f"{line} = {search + confirm} evaluations at most"
+
+    def confirm_job(self, k: int, study_name: str) -> RoundJob:
+        """The jobs of the confirmation round ``k``: fixed params (enqueued with each trial),
+        ``confirm_repeats`` fresh seeds each, no exploration."""
+        job = self.round_job(k, self.space)
+        return replace(
+            job,
+            study_name=study_name,
+            space_dict=exploration_space(self.space, self.space).to_dict(),
+            repeats=self.confirm_repeats,
+            confirm=True,
+            explore=0.0,
+            explore_dict=None,
+        )
+
     def round_job(self, k: int, space: SearchSpace, best: dict | None = None) -> RoundJob:
         """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s)."""
         return RoundJob(
             # a journal path made absolute: Dask workers may run in another folder (same disk)
             storage=self.storage if "://" in self.storage else str(Path(self.storage).resolve()),
             study_name=round_name(self.name, k),
+            repeats=self.repeats,
             round=k,
             space_dict=space.to_dict(),
             objective=self.objective,
@@ -178,6 +217,12 @@ class Settings:
 
 # Option names a Study accepts (everything but its name, space and objective).
 OPTIONS = tuple(f.name for f in fields(Settings) if f.name not in ("name", "space", "objective"))
+
+
+def _default_confirm(s: Settings) -> int:
+    """5 for an objective that trains a model (it has ``final``: seeds make its score noisy),
+    0 for a plain function; never with the grid sampler (one trial per grid point)."""
+    return 5 if callable(getattr(s.objective, "final", None)) and s.sampler != "grid" else 0
 
 
 def _check_identity(name: Any, space: Any, objective: Any) -> None:

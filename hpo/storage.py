@@ -276,8 +276,9 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
 
     Columns: round, number, state (Optuna's), status (hpo's: finished, pruned, diverged, failed,
     interrupted, running, waiting), value (NaN unless the trial finished with a finite score),
-    duration (seconds in the objective), seed, worker, reason, started, completed, then
-    ``params_<name>`` for every parameter.
+    duration (seconds in the objective), seed, worker, reason, explore, repeats (each repeat's
+    score when a trial is evaluated more than once), value_sd (their sd), candidate (in the
+    confirmation round: the search trial confirmed), started, completed, then ``params_<name>``.
     """
     rows = []
     for k, name in enumerate(round_names(storage, study), start=1):
@@ -299,6 +300,9 @@ def trials_frame(storage: optuna.storages.BaseStorage, study: str) -> pd.DataFra
                 "reason": ua.get(ATTR["reason"]),
                 "explore": bool(ua.get(ATTR["explore"], False)),
                 "local": bool(ua.get(ATTR["local"], False)),
+                "repeats": ua.get(ATTR["repeats"]),
+                "value_sd": ua.get(ATTR["value_sd"], math.nan),
+                "candidate": ua.get(ATTR["candidate"]),
                 "started": t.datetime_start,
                 "completed": t.datetime_complete,
             }

@@ -10,7 +10,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,12 +25,17 @@ from hpo.records import ATTR, DEFAULT_METRIC, TrialStatus
 from hpo.sampling import FixedSampler, assign_grid_point, suggest
 from hpo.space import SearchSpace
 
-__all__ = ["RoundJob", "run_trial", "trial_seed"]
+__all__ = ["RoundJob", "repeat_seed", "run_trial", "trial_seed"]
 
 
 def trial_seed(seed: int, round_: int, number: int) -> int:
     """A trial's seed: a function of (study seed, round, trial number), not of scheduling."""
     return int(np.random.SeedSequence([seed, round_, number]).generate_state(1)[0])
+
+
+def repeat_seed(seed: int, r: int) -> int:
+    """The seed of repeat ``r`` of a trial of seed ``seed`` (repeat 0: the trial's own)."""
+    return seed if r == 0 else int(np.random.SeedSequence([seed, r]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ class RoundJob:
     best: dict[str, Any] | None = None  # the best parameters so far, when there are some
     deadline: float | None = None  # time.time() after which no trial is claimed (hpo.budget)
     target: float | None = None  # a trial of the round reached it: no trial is claimed
+    repeats: int = 1  # evaluations of each configuration, with seeds repeat_seed(seed, r)
+    confirm: bool = False  # the confirmation round: fixed params, fresh seeds and folds
 
     @property
     def space(self) -> SearchSpace:
@@ -90,9 +97,10 @@ def run_trial(job: RoundJob, rs: RoundStudy, trial_id: int) -> TrialStatus:
         return trial.should_prune()
 
     ctx = TrialContext(number=number, round=job.round, seed=seed, metric=job.metric, _report=report)
+    ctx.confirm = job.confirm
     start = time.perf_counter()
     try:
-        outcome = _call(job.objective, params, ctx)
+        outcome = _repeated(job, params, ctx, trial)
     except (KeyboardInterrupt, SystemExit):
         _record(rs, trial, _Outcome(TrialStatus.INTERRUPTED, reason="interrupted"), ctx, start)
         raise
@@ -125,6 +133,43 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
     if job.sampler != "random":
         rs.study.sampler = sampler  # the round's own sampler for its next trial
     return trial, params
+
+
+def _repeated(job: RoundJob, params: dict[str, Any], ctx: TrialContext, trial) -> _Outcome:
+    """``job.repeats`` calls of the objective with their own seeds; the score is their mean, and
+    each repeat's score and their sd are kept (``hpo.repeats``, ``hpo.value_sd``). Only the first
+    repeat reports to the pruner; any repeat that diverges or fails ends the trial so. The curves
+    kept are the mean over the repeats, epoch by epoch."""
+    if job.repeats == 1:
+        return _call(job.objective, params, ctx)
+    scores, curves = [], []
+    for r in range(job.repeats):
+        # repeats after the first report to nobody: the pruner judges the first one only
+        fresh = {"seed": repeat_seed(ctx.seed, r), "curves": {}, "repeat": r, "_report": None}
+        rctx = ctx if r == 0 else replace(ctx, **fresh)
+        outcome = _call(job.objective, params, rctx)
+        curves.append(rctx.curves)
+        if outcome.status != TrialStatus.FINISHED:
+            outcome.reason = f"repeat {r + 1}/{job.repeats}: {outcome.reason}"
+            trial.set_user_attr(ATTR["repeats"], scores)
+            return outcome
+        scores.append(outcome.value)
+    ctx.curves = _mean_curves(curves)
+    trial.set_user_attr(ATTR["repeats"], scores)
+    trial.set_user_attr(ATTR["value_sd"], float(np.std(scores, ddof=1)))
+    return _Outcome(TrialStatus.FINISHED, float(np.mean(scores)))
+
+
+def _mean_curves(curves: list[dict[str, list]]) -> dict[str, list]:
+    out = {}
+    for name in curves[0]:
+        rows = [c.get(name) or [] for c in curves]
+        n = max(len(row) for row in rows)
+        out[name] = []
+        for i in range(n):
+            vals = [row[i] for row in rows if i < len(row) and row[i] is not None]
+            out[name].append(sum(vals) / len(vals) if vals else None)
+    return out
 
 
 def _call(objective, params: dict[str, Any], ctx: TrialContext) -> _Outcome:

@@ -26,11 +26,12 @@ def test_readme_api_example_runs_as_written(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     trials = pd.read_csv(tmp_path / "runs" / "my-search" / "trials.csv")
-    assert len(trials) == 24 and set(trials["round"]) == {1, 2}
+    # 2 rounds x 12 trials, then the confirmation round of the best 5 (a model objective)
+    assert len(trials) == 24 + 5 and set(trials["round"]) == {1, 2, 3}
     momentum = trials.loc[trials["params_optimizer"] == "sgd", "params_momentum"]
     assert momentum.isna().all()  # inactive: empty
     again = pd.read_csv(tmp_path / "runs" / "my-search-2" / "trials.csv")
-    assert len(again) == 12  # the warm start's own budget
+    assert len(again) == 12 + 5  # the warm start's own budget, and its confirmation
     assert (tmp_path / "mlflow.db").exists()  # tracked in MLflow's default store
     assert "lr" in done.stdout and "optimizer" in done.stdout
 

@@ -89,6 +89,7 @@ class Mirror:
         self._study_params: set[str] | None = set()  # None once the study run is whole
         self._study_status: str | None = None
         self._study_ids: dict[str, int] = {}
+        self._names: dict[int, str] = {}  # round -> its Optuna study's name
 
     @property
     def failed(self) -> bool:
@@ -142,6 +143,8 @@ class Mirror:
                 best = attrs.get(ATTR["best"]) if best is None else best
                 test_score = attrs.get(ATTR["test_score"]) if test_score is None else test_score
                 self._log_result(best, test_score)
+                fragile = "; ".join(attrs.get(ATTR["fragile"]) or []) or "no"
+                self._mlflow().set_tag(self.study_run_id, "hpo.fragile", ml.clip(fragile, TAG_MAX))
                 for path in artifacts:
                     if Path(path).is_file():
                         self._mlflow().log_artifact(self.study_run_id, str(path))
@@ -310,10 +313,11 @@ class Mirror:
         key = f"{self.study_name}/{k}"
         if k not in self._rounds:
             tags = ml.tags("round", self.study_name, key, round=k, parent=self.study_run_id)
-            run = client.create_run(self.experiment_id, tags=tags, run_name=f"round-{k}")
+            run = client.create_run(self.experiment_id, tags=tags, run_name=record.label)
             self._rounds[k], self._round_params[k] = run.info.run_id, set()
             self._written += 1
         rid = self._rounds[k]
+        self._names[k] = record.study_name  # NAME/round-K, or NAME/confirm
         if self._round_params[k] is not None:
             params = round_params(record)
             self._log(rid, params=params, skip=self._round_params[k], complete=True)
@@ -343,7 +347,7 @@ class Mirror:
         """Terminate round ``k``'s run, ending when its last trial ended."""
         if k in self._closed:
             return
-        sid = self._study_id(storage, round_name(self.study_name, k))
+        sid = self._study_id(storage, self._names.get(k) or round_name(self.study_name, k))
         trials = (
             storage.get_all_trials(sid, deepcopy=False, states=_DONE) if sid is not None else []
         )
@@ -387,6 +391,13 @@ class Mirror:
             if best.get("round") is not None and best.get("number") is not None:
                 key = f"{self.study_name}/{best['round']}/{best['number']}"
                 client.set_tag(self.study_run_id, "hpo.best_key", key)
-        for name, value in (("best_score", (best or {}).get("value")), ("test_score", test_score)):
-            if ml.finite(value) and run.data.metrics.get(name) != float(value):
-                client.log_metric(self.study_run_id, name, float(value), step=0)
+        value, sd = (best or {}).get("value"), (best or {}).get("sd")
+        optimism = value - test_score if ml.finite(value) and ml.finite(test_score) else None
+        for name, v in (
+            ("best_score", value),
+            ("best_score_sd", sd),
+            ("test_score", test_score),
+            ("optimism", optimism),
+        ):
+            if ml.finite(v) and run.data.metrics.get(name) != float(v):
+                client.log_metric(self.study_run_id, name, float(v), step=0)

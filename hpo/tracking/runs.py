@@ -70,6 +70,12 @@ def trial_run(
     ]
     if (score := trial_score(t)) is not None:
         metrics.append(("score", score, end, 0))
+    repeats = ua.get(ATTR["repeats"]) or []  # each repeat's score, its index as step
+    metrics += [("repeat_score", float(v), end, r) for r, v in enumerate(repeats) if finite(v)]
+    if finite(ua.get(ATTR["value_sd"])):
+        metrics.append(("score_sd", float(ua[ATTR["value_sd"]]), end, 0))
+    if (cand := ua.get(ATTR["candidate"])) is not None:  # confirmation: the trial it confirms
+        run_tags[ATTR["candidate"]] = f"{study}/{cand['round']}/{cand['number']}"
     return TrialRun(
         name=f"trial-{t.number:04d}",
         tags=run_tags,

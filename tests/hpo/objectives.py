@@ -223,3 +223,38 @@ class Slow:
 
     def final(self, params, seed):
         return {"test_score": bowl(params)}
+
+
+def noisy_truth(params):
+    """The true score of ``noisy``: a peak at x = 0.5."""
+    return 1.0 - abs(params["x"] - 0.5)
+
+
+def noisy(params, ctx):
+    """``noisy_truth`` plus seeded Gaussian noise (sd 0.1): the raw maximum of many trials is
+    mostly a lucky draw."""
+    import numpy as np
+
+    return noisy_truth(params) + float(np.random.default_rng(ctx.seed).normal(0.0, 0.1))
+
+
+class ConfirmGated:
+    """``noisy``, logging 'start|end ROUND NUMBER REPEAT CONFIRM' for each call; confirmation
+    trials numbered ``free`` and up wait until the file ``gate`` exists."""
+
+    def __init__(self, log, gate, free=1):
+        self.log, self.gate, self.free = str(log), str(gate), free
+
+    def __call__(self, params, ctx):
+        tag = f"{ctx.round} {ctx.number} {ctx.repeat} {int(ctx.confirm)}"
+        with open(self.log, "a") as f:
+            f.write(f"start {tag}\n")
+        if ctx.confirm and ctx.number >= self.free:
+            _wait_for(self.gate)
+        with open(self.log, "a") as f:
+            f.write(f"end {tag}\n")
+        return noisy(params, ctx)
+
+
+def quick_x(params):
+    return -abs(params["x"] - 0.5)
