@@ -70,12 +70,14 @@ def test_a_target_stops_the_study_once_a_trial_reaches_it(tmp_path):
 
 
 def test_a_resumed_study_goes_on_counting_its_budget(tmp_path):
-    make(tmp_path, objectives.Slow(WORK), rounds=1, trials=4).run()  # about 0.6 s of trials
+    # no confirmation round: the first run ends after its one search round, unfinished
+    make(tmp_path, objectives.Slow(WORK), rounds=1, trials=4, confirm=0).run()  # about 0.6 s
     resumed = make(
         tmp_path,
         objectives.Slow(WORK),
         rounds=3,
         trials=4,
+        confirm=0,
         stop=StopPolicy(when_unchanged=False, time_budget=0.5),
     ).run(resume=True)
     assert resumed.status == "stopped: time budget 0.5s reached"
