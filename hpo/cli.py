@@ -17,6 +17,7 @@ from hpo.errors import InputError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+EXIT_DRIVER_GONE = 3  # hpo worker: the driver's lease expired
 EXIT_INTERRUPTED = 130
 
 
@@ -205,10 +206,13 @@ def _stored_study(args, command: str):
 
 
 def cmd_resume(args) -> int:
+    from hpo.lease import takeover_note
     from hpo.loader import StudyFileError, load_study_file
     from hpo.records import ATTR
 
     storage, _, attrs = _stored_study(args, "resume")
+    if note := takeover_note(attrs, args.name):  # its driver died (a live one: refused)
+        print(note)
     config = attrs[ATTR["config"]]
     source = args.study_file or config.get("source")
     if not source:
@@ -341,7 +345,7 @@ def cmd_sync(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from hpo.distributed import follow
+    from hpo.distributed import DriverGone, follow
     from hpo.liveness import worker_id
     from hpo.loader import StudyFileError, load_study_file
     from hpo.storage import StorageError, describe
@@ -357,6 +361,9 @@ def cmd_worker(args) -> int:
         follow(study.settings, log=lambda msg: print(msg, flush=True))
     except StorageError as exc:
         raise UsageError(f"hpo worker: {exc}") from None
+    except DriverGone as exc:  # its trial in flight is recorded interrupted
+        print(f"hpo worker: {exc}", file=sys.stderr)
+        return EXIT_DRIVER_GONE
     except KeyboardInterrupt:
         print("worker interrupted; its running trial is recorded as interrupted", flush=True)
         return EXIT_INTERRUPTED

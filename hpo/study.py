@@ -16,6 +16,8 @@ from typing import Any
 import optuna
 
 from hpo.driver import Driver, Progress
+from hpo.lease import Lease, LeaseHeld
+from hpo.lease import check as check_lease
 from hpo.records import ATTR
 from hpo.result import Interrupted, Result, StudyError, load_result
 from hpo.runner import warm_up
@@ -80,6 +82,7 @@ class Study:
         check_picklable(self.objective, self.backend)  # before anything is written
         storage = self._existing_storage()  # opened once: a journal is replayed on opening
         attrs = parent_attrs(storage, self.name) if storage is not None else None
+        check_lease(attrs, self.name)  # a live driver of this study: refused, nothing written
         if attrs is not None and not resume:
             raise StudyError(
                 f"study {self.name!r} already exists in {self.storage}; "
@@ -97,7 +100,8 @@ class Study:
             raise
         if attrs is None:
             self._create(storage)
-        Driver(self.settings, storage, mirror, progress).loop()
+        with Lease(storage, self.name):
+            Driver(self.settings, storage, mirror, progress).loop()
         return load_result(storage, self.name, self.out)
 
     def _create(self, storage) -> None:
@@ -107,6 +111,8 @@ class Study:
             )
             parent.set_user_attr(ATTR["config"], self.config())
             parent.set_user_attr(ATTR["rounds"], [])
+        except optuna.exceptions.DuplicatedStudyError:  # another driver created it meanwhile
+            raise LeaseHeld(f"study {self.name!r} was just created by another driver") from None
         except OSError as exc:  # a full disk: no trial has started yet
             raise StorageError(
                 f"storage: cannot write {describe(self.storage)} ({exc.strerror or exc})"
