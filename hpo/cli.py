@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from hpo.choices import CLI_BACKENDS, PRUNERS, SAMPLERS
-from hpo.errors import InputError
+from hpo.errors import InputError, one_line_warnings
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    one_line_warnings()  # a repaired journal, a full disk: one line each
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -132,10 +133,6 @@ def _out(args) -> Path:
 
 def _storage(args) -> str:
     return args.storage or str(_out(args) / "optuna.journal")
-
-
-def _tracking(args) -> dict:
-    return {"tracking": not args.no_tracking, "tracking_uri": args.tracking_uri}
 
 
 def cmd_run(args) -> int:

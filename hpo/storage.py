@@ -8,10 +8,12 @@ resume) is read back from here.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,7 @@ import optuna
 
 from hpo._optuna import BaseJournalFileLock
 from hpo.errors import InputError
+from hpo.journal import JournalRepaired, cut, repair
 from hpo.records import ATTR, TRIAL_COLUMNS, RoundRecord, TrialStatus
 
 if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported where used
@@ -116,6 +119,7 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
         if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise StorageError(f"storage: {spec!r} is not writable")
         try:  # root passes os.access everywhere; /proc and read-only mounts still refuse
+            repair(path, f"{path}.flock")  # a record cut short by a crash: dropped, said so
             backend = optuna.storages.journal.JournalFileBackend(
                 str(path), lock_obj=FlockLock(path)
             )
@@ -205,7 +209,8 @@ def heartbeat_settings() -> tuple[int, int]:
 
 class FlockLock(BaseJournalFileLock):
     """Journal lock held with ``flock``: the kernel releases it when its holder dies, so a worker
-    killed mid-write never leaves a stale lock file behind (Optuna's file locks wait 30 s)."""
+    killed mid-write never leaves a stale lock file behind (Optuna's file locks wait 30 s); and
+    whoever takes it first cuts off a record such a writer left incomplete (:mod:`hpo.journal`)."""
 
     def __init__(self, path: str | Path) -> None:
         self._path = f"{path}.flock"
@@ -215,6 +220,9 @@ class FlockLock(BaseJournalFileLock):
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._fd = fd
+        with contextlib.suppress(FileNotFoundError):  # a writer died mid-record: cut it off
+            if note := cut(self._path.removesuffix(".flock")):
+                warnings.warn(note, JournalRepaired, stacklevel=2)
         return True
 
     def release(self) -> None:
