@@ -10,11 +10,68 @@ says what it dropped (:class:`JournalRepaired`, a warning).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import warnings
 from pathlib import Path
 
-__all__ = ["JournalRepaired", "cut", "cut_partial_tail", "repair"]
+from optuna.storages.journal import JournalFileBackend
+
+from hpo.errors import InputError
+
+__all__ = ["Backend", "JournalFull", "JournalRepaired", "cut", "cut_partial_tail", "repair"]
+
+
+class JournalFull(InputError):
+    """The journal cannot be written mid-study (a full disk, a file size limit): one line naming
+    the path, the bytes needed and the bytes free. Finished trials are kept; resume after."""
+
+
+class Backend(JournalFileBackend):
+    """Optuna's journal file backend whose failed write is rolled back (nothing half-written is
+    left) and raised as :class:`JournalFull`, a one-line error for the user, instead of an
+    OSError deep inside a worker process."""
+
+    def __init__(self, path: str, lock_obj) -> None:
+        super().__init__(path, lock_obj=lock_obj)
+        self.path, self.lock = path, lock_obj
+
+    def append_logs(self, logs: list[dict]) -> None:
+        data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode()
+        self.lock.acquire()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError as exc:
+                os.ftruncate(fd, size)  # frees what was written: always possible
+                raise JournalFull(self._message(exc, len(data))) from None
+        finally:
+            os.close(fd)
+            self.lock.release()
+
+    def _message(self, exc: OSError, need: int) -> str:
+        try:
+            st = os.statvfs(Path(self.path).parent)
+            free = f", {_size(st.f_bavail * st.f_frsize)} free"
+        except OSError:
+            free = ""
+        return (
+            f"storage: cannot write {self.path} ({exc.strerror or exc}: {_size(need)} needed"
+            f"{free}); finished trials are kept: make room, then resume"
+        )
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} bytes"
 
 
 class JournalRepaired(UserWarning):

@@ -21,7 +21,7 @@ import optuna
 
 from hpo._optuna import BaseJournalFileLock
 from hpo.errors import InputError
-from hpo.journal import JournalRepaired, cut, repair
+from hpo.journal import Backend, JournalRepaired, cut, repair
 from hpo.records import ATTR, TRIAL_COLUMNS, RoundRecord, TrialStatus
 
 if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported where used
@@ -120,9 +120,7 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
             raise StorageError(f"storage: {spec!r} is not writable")
         try:  # root passes os.access everywhere; /proc and read-only mounts still refuse
             repair(path, f"{path}.flock")  # a record cut short by a crash: dropped, said so
-            backend = optuna.storages.journal.JournalFileBackend(
-                str(path), lock_obj=FlockLock(path)
-            )
+            backend = Backend(spec, lock_obj=FlockLock(path))
             return optuna.storages.JournalStorage(backend)
         except OSError as exc:
             raise StorageError(f"storage: cannot write {spec!r} ({exc.strerror})") from None

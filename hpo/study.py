@@ -16,11 +16,12 @@ from typing import Any
 import optuna
 
 from hpo.driver import Driver, Progress
+from hpo.journal import JournalFull
 from hpo.lease import Lease, LeaseHeld
 from hpo.lease import check as check_lease
 from hpo.records import ATTR
 from hpo.result import Interrupted, Result, StudyError, load_result
-from hpo.runner import warm_up
+from hpo.runner import shutdown_pool, warm_up
 from hpo.settings import OPTIONS, Settings, StopPolicy, check_picklable
 from hpo.space import SearchSpace
 from hpo.storage import (
@@ -100,8 +101,17 @@ class Study:
             raise
         if attrs is None:
             self._create(storage)
-        with Lease(storage, self.name):
-            Driver(self.settings, storage, mirror, progress).loop()
+        try:
+            with Lease(storage, self.name):
+                Driver(self.settings, storage, mirror, progress).loop()
+        except (JournalFull, OSError) as exc:  # a full disk mid-study: one line, resumable
+            shutdown_pool()  # its trials in flight are failed and replaced by the resume
+            if isinstance(exc, JournalFull):
+                raise
+            raise StorageError(
+                f"cannot write {exc.filename or self.out} ({exc.strerror or exc}); finished "
+                f"trials are kept: make room, then `hpo resume {self.name}`"
+            ) from None
         return load_result(storage, self.name, self.out)
 
     def _create(self, storage) -> None:
