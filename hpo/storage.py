@@ -22,6 +22,7 @@ import optuna
 from hpo._optuna import BaseJournalFileLock
 from hpo.errors import InputError
 from hpo.journal import Backend, JournalRepaired, cut, repair
+from hpo.rdb import RetryingRDBStorage
 from hpo.records import ATTR, TRIAL_COLUMNS, RoundRecord, TrialStatus
 
 if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported where used
@@ -146,7 +147,7 @@ def _rdb_storage(spec: str, interval: int, grace: int, scheme: str, attempts: in
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                return RetryingRDBStorage(  # rides out a database restart
                     spec,
                     heartbeat_interval=interval,
                     grace_period=grace,
