@@ -10,14 +10,16 @@ import argparse
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from hpo.choices import CLI_BACKENDS, PRUNERS, SAMPLERS
-from hpo.errors import InputError
+from hpo.errors import InputError, one_line_warnings
 from hpo.run_options import add_run_options, apply_run_options, stored_stop
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+EXIT_DRIVER_GONE = 3  # hpo worker: the driver's lease expired
 EXIT_INTERRUPTED = 130
 
 
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    one_line_warnings()  # a repaired journal, a full disk: one line each
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -133,10 +136,6 @@ def _out(args) -> Path:
 
 def _storage(args) -> str:
     return args.storage or str(_out(args) / "optuna.journal")
-
-
-def _tracking(args) -> dict:
-    return {"tracking": not args.no_tracking, "tracking_uri": args.tracking_uri}
 
 
 def cmd_run(args) -> int:
@@ -208,10 +207,13 @@ def _stored_study(args, command: str):
 
 
 def cmd_resume(args) -> int:
+    from hpo.lease import takeover_note
     from hpo.loader import StudyFileError, load_study_file
     from hpo.records import ATTR
 
     storage, _, attrs = _stored_study(args, "resume")
+    if note := takeover_note(attrs, args.name):  # its driver died (a live one: refused)
+        print(note)
     config = attrs[ATTR["config"]]
     source = args.study_file or config.get("source")
     if not source:
@@ -276,24 +278,18 @@ def _execute(study, *, resume: bool, scheduler: str | None = None) -> int:
     return 0
 
 
-class _backend:
+@contextmanager
+def _backend(study, scheduler):
     """With --backend dask: connect a Dask client so joblib's dask backend finds it."""
-
-    def __init__(self, study, scheduler):
-        self.study, self.scheduler, self.client = study, scheduler, None
-
-    def __enter__(self):
-        if self.study.backend == "dask":
-            try:
-                from distributed import Client
-            except ModuleNotFoundError:
-                raise UsageError("hpo: --backend dask needs: pip install 'hpo[dask]'") from None
-            self.client = Client(self.scheduler) if self.scheduler else Client(processes=True)
-        return self
-
-    def __exit__(self, *exc):
-        if self.client is not None:
-            self.client.close()
+    if study.backend != "dask":
+        yield
+        return
+    try:
+        from distributed import Client
+    except ModuleNotFoundError:
+        raise UsageError("hpo: --backend dask needs: pip install 'hpo[dask]'") from None
+    with Client(scheduler) if scheduler else Client(processes=True):
+        yield
 
 
 def _sigterm_as_interrupt() -> None:
@@ -346,7 +342,7 @@ def cmd_sync(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    from hpo.distributed import follow
+    from hpo.distributed import DriverGone, follow
     from hpo.liveness import worker_id
     from hpo.loader import StudyFileError, load_study_file
     from hpo.storage import StorageError, describe
@@ -362,6 +358,9 @@ def cmd_worker(args) -> int:
         follow(study.settings, log=lambda msg: print(msg, flush=True))
     except StorageError as exc:
         raise UsageError(f"hpo worker: {exc}") from None
+    except DriverGone as exc:  # its trial in flight is recorded interrupted
+        print(f"hpo worker: {exc}", file=sys.stderr)
+        return EXIT_DRIVER_GONE
     except KeyboardInterrupt:
         print("worker interrupted; its running trial is recorded as interrupted", flush=True)
         return EXIT_INTERRUPTED

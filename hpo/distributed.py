@@ -4,8 +4,10 @@ The machine that started the study (the driver) decides everything: it enqueues 
 budget as WAITING trials, narrows the ranges and starts the next round, recording the rounds in the
 parent study's user attrs. A worker only follows: it polls the storage, claims WAITING trials of
 the current round with the same atomic claim as the driver's own workers (so the budget stays
-exact), and stops when the study's status is no longer "running". The driver waits for trials
-running elsewhere before it narrows, and fails those whose worker stopped sending heartbeats.
+exact), and stops when the study's status is no longer "running", or (DriverGone) when its
+driver's lease expired (:mod:`hpo.lease`): its trial in flight is then recorded interrupted.
+The driver waits for trials running elsewhere before it narrows, and fails those whose worker
+stopped sending heartbeats.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from hpo.lease import DriverGone, Watch
 from hpo.liveness import fail_orphans
 from hpo.queue import counts
 from hpo.records import ATTR
@@ -24,7 +27,7 @@ from hpo.runner import worker
 from hpo.settings import Settings
 from hpo.storage import open_storage, parent_attrs, read_rounds
 
-__all__ = ["follow", "wait_for_round"]
+__all__ = ["DriverGone", "follow", "wait_for_round"]
 
 POLL = 1.0  # seconds between two looks at the storage: how a remote worker learns of a new round
 
@@ -55,6 +58,16 @@ def follow(study: Settings, *, poll: float = POLL, log: Callable[[str], Any] | N
         time.sleep(poll)
         attrs = parent_attrs(storage, study.name)
     study = as_stored(study, attrs[ATTR["config"]])
+    with Watch(storage, study.name, poll) as watch:  # the driver's lease, every poll
+        try:
+            return _take_trials(study, storage, poll, log)
+        except KeyboardInterrupt:
+            if watch.message is None:
+                raise
+            raise DriverGone(watch.message) from None
+
+
+def _take_trials(study: Settings, storage, poll: float, log: Callable[[str], Any]) -> int:
     ran, joined = 0, set()
     while True:
         attrs = parent_attrs(storage, study.name)

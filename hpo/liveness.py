@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from hpo import _optuna
 from hpo.records import ATTR, TrialStatus
 
-__all__ = ["fail_orphans", "fail_stale", "worker_id"]
+__all__ = ["fail_orphans", "fail_stale", "process_gone", "worker_id"]
 
 
 def worker_id() -> str:
@@ -52,10 +52,16 @@ def fail_orphans(storage, study_id: int, *, everyone: bool = False, unowned: boo
 def _is_orphan(t, owner: str, unowned: bool) -> bool:
     if not owner:  # claimed but never started: its worker died at once
         return unowned or _claimed_long_ago(t)
+    return process_gone(owner, t.datetime_start)  # elsewhere: its heartbeat tells (fail_stale)
+
+
+def process_gone(owner: str, since=None) -> bool:
+    """Whether ``owner`` (host:pid) is a process of this host that has ended, or whose pid a
+    process started after ``since`` now has; False for another host's processes."""
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
-        return False  # elsewhere: only its heartbeat can tell (fail_stale)
-    return not _alive(int(pid)) or _started_after(int(pid), t.datetime_start)
+        return False
+    return not _alive(int(pid)) or _started_after(int(pid), since)
 
 
 def fail_stale(storage, study_id: int) -> int:

@@ -112,7 +112,11 @@ def warm_up(n_workers: int, backend: str = "loky") -> threading.Thread | None:
 
     def start() -> None:
         with parallel_config(backend=backend, n_jobs=n_workers, max_nbytes=None):
-            Parallel()(delayed(_ready)(os.getpid()) for _ in range(n_workers))
+            try:
+                Parallel()(delayed(_ready)(os.getpid()) for _ in range(n_workers))
+            except Exception as exc:  # a worker killed while starting: round 1 starts another
+                if not is_worker_death(exc):
+                    raise
 
     thread = threading.Thread(target=start, name="hpo-warm-up", daemon=True)
     thread.start()

@@ -8,10 +8,12 @@ resume) is read back from here.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,8 @@ import optuna
 
 from hpo._optuna import BaseJournalFileLock
 from hpo.errors import InputError
+from hpo.journal import Backend, JournalRepaired, cut, repair
+from hpo.rdb import RetryingRDBStorage
 from hpo.records import ATTR, TRIAL_COLUMNS, RoundRecord, TrialStatus
 
 if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported where used
@@ -116,9 +120,8 @@ def open_storage(spec: str | Path, *, create: bool = True) -> optuna.storages.Ba
         if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
             raise StorageError(f"storage: {spec!r} is not writable")
         try:  # root passes os.access everywhere; /proc and read-only mounts still refuse
-            backend = optuna.storages.journal.JournalFileBackend(
-                str(path), lock_obj=FlockLock(path)
-            )
+            repair(path, f"{path}.flock")  # a record cut short by a crash: dropped, said so
+            backend = Backend(spec, lock_obj=FlockLock(path))
             return optuna.storages.JournalStorage(backend)
         except OSError as exc:
             raise StorageError(f"storage: cannot write {spec!r} ({exc.strerror})") from None
@@ -144,7 +147,7 @@ def _rdb_storage(spec: str, interval: int, grace: int, scheme: str, attempts: in
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental" since Optuna 2.9
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                return RetryingRDBStorage(  # rides out a database restart
                     spec,
                     heartbeat_interval=interval,
                     grace_period=grace,
@@ -205,7 +208,8 @@ def heartbeat_settings() -> tuple[int, int]:
 
 class FlockLock(BaseJournalFileLock):
     """Journal lock held with ``flock``: the kernel releases it when its holder dies, so a worker
-    killed mid-write never leaves a stale lock file behind (Optuna's file locks wait 30 s)."""
+    killed mid-write never leaves a stale lock file behind (Optuna's file locks wait 30 s); and
+    whoever takes it first cuts off a record such a writer left incomplete (:mod:`hpo.journal`)."""
 
     def __init__(self, path: str | Path) -> None:
         self._path = f"{path}.flock"
@@ -215,6 +219,9 @@ class FlockLock(BaseJournalFileLock):
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._fd = fd
+        with contextlib.suppress(FileNotFoundError):  # a writer died mid-record: cut it off
+            if note := cut(self._path.removesuffix(".flock")):
+                warnings.warn(note, JournalRepaired, stacklevel=2)
         return True
 
     def release(self) -> None:

@@ -16,9 +16,12 @@ from typing import Any
 import optuna
 
 from hpo.driver import Driver, Progress
+from hpo.journal import JournalFull
+from hpo.lease import Lease, LeaseHeld
+from hpo.lease import check as check_lease
 from hpo.records import ATTR
 from hpo.result import Interrupted, Result, StudyError, load_result
-from hpo.runner import warm_up
+from hpo.runner import shutdown_pool, warm_up
 from hpo.settings import OPTIONS, Settings, StopPolicy, check_picklable
 from hpo.space import SearchSpace
 from hpo.storage import (
@@ -81,6 +84,7 @@ class Study:
         check_picklable(self.objective, self.backend)  # before anything is written
         storage = self._existing_storage()  # opened once: a journal is replayed on opening
         attrs = parent_attrs(storage, self.name) if storage is not None else None
+        check_lease(attrs, self.name)  # a live driver of this study: refused, nothing written
         if attrs is not None and not resume:
             raise StudyError(
                 f"study {self.name!r} already exists in {self.storage}; "
@@ -99,7 +103,17 @@ class Study:
             raise
         if attrs is None:
             self._create(storage, warm)
-        Driver(self.settings, storage, mirror, progress).loop()
+        try:
+            with Lease(storage, self.name):
+                Driver(self.settings, storage, mirror, progress).loop()
+        except (JournalFull, OSError) as exc:  # a full disk mid-study: one line, resumable
+            shutdown_pool()  # its trials in flight are failed and replaced by the resume
+            if isinstance(exc, JournalFull):
+                raise
+            raise StorageError(
+                f"cannot write {exc.filename or self.out} ({exc.strerror or exc}); finished "
+                f"trials are kept: make room, then `hpo resume {self.name}`"
+            ) from None
         return load_result(storage, self.name, self.out)
 
     def _create(self, storage, warm: dict | None = None) -> None:
@@ -111,6 +125,8 @@ class Study:
             parent.set_user_attr(ATTR["rounds"], [])
             if warm is not None:  # hpo.warmstart: round 1's ranges and the trials it imports
                 parent.set_user_attr(ATTR["warm_start"], warm)
+        except optuna.exceptions.DuplicatedStudyError:  # another driver created it meanwhile
+            raise LeaseHeld(f"study {self.name!r} was just created by another driver") from None
         except OSError as exc:  # a full disk: no trial has started yet
             raise StorageError(
                 f"storage: cannot write {describe(self.storage)} ({exc.strerror or exc})"

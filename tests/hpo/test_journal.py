@@ -1,0 +1,81 @@
+"""A journal whose last record was cut short (a crash or a full disk mid-write): every complete
+record is kept, the dropped bytes are named, and the study resumes to its exact budget."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+import optuna
+import pytest
+
+from hpo.journal import JournalRepaired
+from hpo.records import ATTR
+from hpo.storage import open_storage, parent_attrs
+from tests.hpo.test_faults import assert_counts, lines, mlflow_trials, stored, study_file
+
+HALF = b'{"op_code":5,"worker_id":"x","trial_id":0,"user_attr":{"hpo.rea'  # no newline
+
+
+def _journal_with_trials(path):
+    storage = open_storage(path)
+    study = optuna.create_study(study_name="j", storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    return path.read_bytes()
+
+
+def test_opening_a_journal_cut_mid_record_keeps_every_complete_record(tmp_path):
+    path = tmp_path / "j.journal"
+    complete = _journal_with_trials(path)
+    with open(path, "ab") as f:
+        f.write(HALF)
+    with pytest.warns(JournalRepaired, match=rf"dropped an incomplete last record \({len(HALF)}"):
+        storage = open_storage(path)
+    assert path.read_bytes() == complete  # cut exactly after the last complete record
+    study = optuna.load_study(study_name="j", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 3
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # and writable again
+    assert len(optuna.load_study(study_name="j", storage=open_storage(path)).trials) == 4
+
+
+def test_a_writer_cut_mid_record_is_repaired_by_the_next_writer(tmp_path):
+    """A process that already has the journal open appends after a record another writer left
+    incomplete: the partial record is cut first, so the two are never glued into one bad line."""
+    path = tmp_path / "j.journal"
+    _journal_with_trials(path)
+    storage = open_storage(path)
+    with open(path, "ab") as f:  # a writer killed (or out of space) mid-record, meanwhile
+        f.write(HALF)
+    sid = storage.get_study_id_from_name("j")
+    with pytest.warns(JournalRepaired):
+        storage.set_study_user_attr(sid, "after", 1)
+    assert path.read_bytes().endswith(b"\n")
+    fresh = open_storage(path)
+    assert fresh.get_study_user_attrs(fresh.get_study_id_from_name("j")) == {"after": 1}
+
+
+def test_resume_after_a_crash_mid_write_finishes_the_exact_budget(tmp_path, uri, hpo_cmd):
+    log, gate = tmp_path / "calls.log", tmp_path / "gate"
+    study_file(tmp_path, f"objectives.Gated({str(log)!r}, {str(gate)!r}, free=8)", rounds=2)
+    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri)
+    cmd.wait_until(lambda: len(lines(log, "start")) >= 10, "two trials of round 2 in flight")
+    os.killpg(cmd.proc.pid, signal.SIGKILL)  # the machine goes down...
+    cmd.finish()
+    journal = tmp_path / "runs" / "optuna.journal"
+    with open(journal, "ab") as f:  # ... in the middle of writing a record
+        f.write(HALF)
+    gate.touch()
+    rc, out, err = hpo_cmd(tmp_path, "resume", "s", "--tracking-uri", uri).finish()
+    assert rc == 0, out + err
+    warning = (
+        rf"hpo: warning: storage: {re.escape(str(journal.relative_to(tmp_path)))}: dropped an "
+        rf"incomplete last record \({len(HALF)} bytes, .*\) left by a crash or a full disk; "
+        "every complete record is kept"
+    )
+    assert re.fullmatch(warning, err.strip()), err  # said once, in one line
+    storage, frame = stored(tmp_path)
+    assert parent_attrs(storage, "s")[ATTR["status"]] == "finished"
+    assert_counts(frame, mlflow_trials(uri), rounds=2, trials=6)
+    ended = [tuple(line.split()[1:3]) for line in lines(log, "end")]
+    assert len(ended) == len(set(ended)) == 12  # no trial ran twice
