@@ -28,7 +28,7 @@ from hpo import Study
 from hpo.figures import shrink_png
 from hpo.records import ranked
 from hpo.report import curves_of
-from hpo.storage import open_storage, round_name
+from hpo.storage import open_storage
 from studies import six_five, six_four, six_three
 from studies.datasets import pick_dataset
 
@@ -193,8 +193,10 @@ def importances(study: Study, result) -> list[dict]:
     storage = open_storage(study.storage)
     out = []
     for r in result.rounds:
+        if r.confirm:  # fixed configurations: nothing to attribute
+            continue
         k = r.round
-        s = optuna.load_study(study_name=round_name(study.name, k), storage=storage)
+        s = optuna.load_study(study_name=r.study_name, storage=storage)
         done = [t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if len(done) < 4:
             continue
@@ -225,6 +227,7 @@ def numbers_six_five(study: Study, result) -> dict:
                 "round": r.round,
                 "space": r.space.to_dict(),
                 "changes": {p: c.reason for p, c in r.changes.items()},
+                "confirm": len(r.candidates) if r.confirm else 0,
                 "best": float(ok[ok["round"] == r.round]["value"].max()),
                 "n": int((t["round"] == r.round).sum()),
                 "diverged": int(((t["round"] == r.round) & (t["status"] == "diverged")).sum()),
@@ -256,6 +259,8 @@ def md_six_five(n: dict, head: str) -> str:
     lines.append("|---|---|---|---|---|---|")
     for r in n["rounds"]:
         why = ", ".join(f"{p}: {c}" for p, c in r["changes"].items()) or "start"
+        if r.get("confirm"):
+            why = f"confirmation of the top {r['confirm']} (3 fresh seeds and folds each)"
         lines.append(
             f"| {r['round']} | {_rng(r['space']['lr'])} | {_rng(r['space']['weight_decay'])} | "
             f"{why} | {r['n']} ({r['diverged']} diverged) | {r['best']:.3f} |"
