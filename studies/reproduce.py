@@ -26,7 +26,7 @@ import optuna
 
 from hpo import Study
 from hpo.figures import shrink_png
-from hpo.records import ranked
+from hpo.records import ATTR, ranked
 from hpo.report import curves_of
 from hpo.storage import open_storage
 from studies import six_five, six_four, six_three
@@ -189,7 +189,8 @@ def md_six_four(n: dict, head: str) -> str:
 
 
 def importances(study: Study, result) -> list[dict]:
-    """fANOVA importances of each round's Optuna study (finished trials only)."""
+    """fANOVA importances of each round's Optuna study: its finished trials sampled from the
+    round's own ranges (fANOVA needs one search space: exploration and local trials left out)."""
     storage = open_storage(study.storage)
     out = []
     for r in result.rounds:
@@ -197,11 +198,18 @@ def importances(study: Study, result) -> list[dict]:
             continue
         k = r.round
         s = optuna.load_study(study_name=r.study_name, storage=storage)
-        done = [t for t in s.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        done = [
+            t
+            for t in s.trials
+            if t.state == optuna.trial.TrialState.COMPLETE
+            and not (t.user_attrs.get(ATTR["explore"]) or t.user_attrs.get(ATTR["local"]))
+        ]
         if len(done) < 4:
             continue
+        own = optuna.create_study(direction=s.direction)
+        own.add_trials(done)
         imp = optuna.importance.get_param_importances(
-            s, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+            own, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
         )
         out.append({"round": k, **{p: float(v) for p, v in imp.items()}})
     return out
@@ -260,7 +268,7 @@ def md_six_five(n: dict, head: str) -> str:
     for r in n["rounds"]:
         why = ", ".join(f"{p}: {c}" for p, c in r["changes"].items()) or "start"
         if r.get("confirm"):
-            why = f"confirmation of the top {r['confirm']} (3 fresh seeds and folds each)"
+            why = f"confirmation of the top {r['confirm']} (fresh seeds and folds)"
         lines.append(
             f"| {r['round']} | {_rng(r['space']['lr'])} | {_rng(r['space']['weight_decay'])} | "
             f"{why} | {r['n']} ({r['diverged']} diverged) | {r['best']:.3f} |"

@@ -89,7 +89,7 @@ def table(data: str, runs: dict[str, list[dict]]) -> str:
         f"Budget: before {eb} evaluations ({sec_b:.0f} s a study), after {ea} evaluations at "
         f"most ({sec_a:.0f} s a study). Before: studies/six_five.py TEXTBOOK (last epoch, "
         "4 rounds x 40); after: its defaults, TRUST (mean of the last 5 epochs, 5 folds, "
-        "4 rounds x 36 + confirmation of the top 5 with 3 fresh seeds and folds each).",
+        "4 rounds x 36 + confirmation of the top 3 on all 5 folds with fresh seeds).",
     ]
     return "\n".join(lines)
 
