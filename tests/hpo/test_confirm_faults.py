@@ -76,3 +76,43 @@ def test_ctrl_c_mid_confirmation_resumes_it_exactly_once(tmp_path, uri, hpo_cmd)
     assert study_run.data.metrics["best_score"] == best["value"]
     assert study_run.data.metrics["best_score_sd"] == pytest.approx(best["sd"])
     assert study_run.data.params["confirm"] == "3" and study_run.data.params["repeats"] == "2"
+
+
+def test_sigkill_mid_confirmation_then_resume_runs_each_candidate_once(tmp_path, uri, hpo_cmd):
+    """The driver and its workers killed outright (no handler runs) with two confirmation trials
+    in flight: resume takes over the dead driver's lease, fails and replaces the orphans, and
+    ends with the exact budget and one MLflow run per trial."""
+    log, gate = tmp_path / "calls.log", tmp_path / "gate"
+    (tmp_path / "study.py").write_text(
+        "import hpo\nfrom tests.hpo import objectives\n\n"
+        "study = hpo.Study('s', hpo.SearchSpace(x=hpo.Uniform(0.0, 1.0)), "
+        f"objectives.ConfirmGated({str(log)!r}, {str(gate)!r}, free=1), rounds=2, trials=5, "
+        "confirm=3, confirm_repeats=2, workers=2)\n"
+    )
+    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri)
+
+    def two_confirmations_in_flight() -> bool:
+        starts = {tuple(x.split()[2:]) for x in lines(log, "start") if x.endswith(" 1")}
+        return {("1", "0", "1"), ("2", "0", "1")} <= starts
+
+    cmd.wait_until(two_confirmations_in_flight, "two confirmation trials in flight")
+    os.killpg(cmd.proc.pid, signal.SIGKILL)
+    cmd.finish(timeout=30)
+    storage, frame = stored(tmp_path)
+    assert (frame[frame["round"] <= 2]["status"] == "finished").sum() == 10
+    assert (frame[frame["round"] == 3]["status"] == "running").sum() >= 2  # left by the kill
+
+    gate.touch()
+    rc, out, err = hpo_cmd(tmp_path, "resume", "s").finish()
+    assert rc == 0, out + err
+    storage, frame = stored(tmp_path)
+    done = frame[frame["status"].isin(FINISHED)]
+    assert done.groupby("round").size().to_dict() == {1: 5, 2: 5, 3: 3}  # the exact budget
+    confirmed = Counter(c["index"] for c in done[done["round"] == 3]["candidate"])
+    assert confirmed == {0: 1, 1: 1, 2: 1}  # each candidate confirmed once
+    assert not (frame["status"] == "running").any()
+    runs = mlflow_trials(uri)
+    keys = Counter(r.data.tags["hpo.key"] for r in runs)
+    assert max(keys.values()) == 1
+    finished_keys = {f"s/{r}/{n}" for r, n in done[["round", "number"]].values}
+    assert finished_keys <= set(keys)
