@@ -27,7 +27,7 @@ import numpy as np
 
 from hpo.evidence import numeric_evidence, worse_than
 from hpo.ranges import as_float, reason_of, rebuild, relative_change, scale
-from hpo.records import Change, ranked
+from hpo.records import PARAM_PREFIX, Change, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def narrow(
     incumbent = dict(incumbent or {})
     changes, evidence = {}, {}
     for name, param in space.items():
-        column = f"params_{name}"
+        column = PARAM_PREFIX + name
         if n < policy.min_trials:
             why = f"only {n} finished trials (need {policy.min_trials})"
         elif column not in trials.columns:
