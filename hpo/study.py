@@ -20,6 +20,7 @@ from hpo.journal import JournalFull
 from hpo.lease import Lease, LeaseHeld
 from hpo.lease import check as check_lease
 from hpo.records import ATTR
+from hpo.report import preload
 from hpo.result import Interrupted, Result, StudyError, load_result
 from hpo.runner import shutdown_pool, warm_up
 from hpo.settings import OPTIONS, Settings, StopPolicy, check_picklable
@@ -105,6 +106,7 @@ class Study:
             self._create(storage, warm)
         if mirror is not None:
             mirror.follow(storage)  # in a thread of its own: rounds never wait for MLflow
+        preload()  # the report's matplotlib, while the rounds run
         try:
             with Lease(storage, self.name):
                 Driver(self.settings, storage, mirror, progress).loop()
