@@ -39,6 +39,7 @@ from hpo.tracking._mlflow import (
 )
 from hpo.tracking._sql import sql_writer, write_trials
 from hpo.tracking.experiment import open_experiment
+from hpo.tracking.follow import Follower
 from hpo.tracking.result import log_result
 from hpo.tracking.runs import TrialRun, round_params, study_params, study_run_status, trial_run
 
@@ -88,7 +89,7 @@ class Mirror:
         self._writer: SqlWriter | None = None
         self._writer_checked = False
         self._preparing: threading.Thread | None = None  # prepare(wait=False) in progress
-        self._following: tuple[threading.Thread, threading.Event] | None = None
+        self._follower: Follower | None = None
         self._forget()
 
     def _forget(self) -> None:
@@ -191,25 +192,14 @@ class Mirror:
     def follow(self, storage: optuna.storages.BaseStorage, interval: float = 1.0) -> None:
         """Sync every ``interval`` seconds in a thread of its own until :meth:`unfollow` or
         :meth:`finish`: the study's rounds never wait for MLflow, which catches up behind."""
-        if self._following is not None:
-            return
-        stop = threading.Event()
-
-        def loop() -> None:
-            while not stop.wait(interval):
-                self.sync(storage)
-
-        thread = threading.Thread(target=loop, name="hpo-mirror", daemon=True)
-        self._following = (thread, stop)
-        thread.start()
+        if self._follower is None:
+            self._follower = Follower(lambda: self.sync(storage), interval)
 
     def unfollow(self) -> None:
         """Stop :meth:`follow`'s thread (after the sync it may be in)."""
-        if self._following is not None:
-            thread, stop = self._following
-            stop.set()
-            thread.join()
-            self._following = None
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
 
     def experiment_url(self, host: str = "127.0.0.1", port: int = 5000) -> str:
         """The runs table of the experiment (MLflow 3's UI opens on an empty traces page)."""

@@ -6,6 +6,7 @@ import math
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -422,3 +423,31 @@ def test_trial_runs_written_to_the_tables_equal_the_public_apis(uri, storage):
         k for k in want if "score" in a[k].data.metrics
     }
     assert Mirror("same", tracking_uri=uri, experiment="same-sql").sync(storage) == 0
+
+
+def test_prepare_behind_checks_the_file_at_once_and_syncs_after_it(uri, storage, tmp_path):
+    """``prepare(wait=False)``: an unusable SQLite file fails at once (before any worker); the
+    rest runs in a thread that the first sync joins."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(TrackingError, match="File exists"):
+        Mirror("x", tracking_uri=f"sqlite:///{blocker}/mlflow.db").prepare(wait=False)
+    n = build(storage, "behind")
+    mirror = Mirror("behind", tracking_uri=uri)
+    mirror.prepare(wait=False)
+    assert mirror.sync(storage) == n + 2
+    assert mirror.study_run_id is not None and not mirror.failed
+
+
+def test_follow_mirrors_in_the_background_until_finish(uri, storage):
+    n = build(storage, "follow")
+    mirror = Mirror("follow", tracking_uri=uri)
+    mirror.prepare()
+    mirror.follow(storage, interval=0.05)
+    deadline = time.monotonic() + 30
+    while len(runs(uri, "follow", "trial")) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(runs(uri, "follow", "trial")) == n
+    assert mirror.finish(storage)
+    assert mirror._follower is None  # noqa: SLF001  (finish stopped it)
+    assert len(runs(uri, "follow", "trial")) == n
