@@ -143,8 +143,8 @@ def run() -> str:
         "50 runs a transaction)\n",
         f"Load average at the end: {os.getloadavg()[0]:.1f}. A run's cost is mostly CPU in "
         "SQLAlchemy Core's executemany (SQLite itself under half of it), then hpo building the "
-        "rows and the commit; it grows with the run's metric points. In a study `prepare` "
-        "runs behind round 1 in a study (`Mirror.prepare(wait=False)`).\n",
+        "rows and the commit; it grows with the run's metric points. In a study, `prepare` "
+        "runs behind round 1 (`Mirror.prepare(wait=False)`).\n",
         "| step | seconds | per run |",
         "|---|---:|---:|",
         *(f"| {name} | {dt:.3f} | {per} |" for name, dt, per in rows),

@@ -8,7 +8,35 @@ from typing import Any
 import hpo.tracking._mlflow as ml
 from hpo.tracking._mlflow import TrackingError
 
-__all__ = ["open_experiment"]
+__all__ = ["check_deleted", "open_experiment"]
+
+
+def _deleted(name: str, uri: str) -> TrackingError:
+    return TrackingError(
+        f"tracking: experiment {name!r} is deleted in {uri}; "
+        "restore it (mlflow experiments restore) or purge it (mlflow gc)"
+    )
+
+
+def check_deleted(uri: str, name: str) -> None:
+    """TrackingError when experiment ``name`` is deleted in the SQLite store ``uri``: read with
+    sqlite3 in milliseconds, before MLflow is even imported (nothing to check in a new store)."""
+    import sqlite3
+
+    db = ml.sqlite_path(uri)
+    target = uri.removeprefix("sqlite:///")
+    is_uri = target.startswith("file:")
+    con = sqlite3.connect(target if is_uri else str(db), uri=is_uri)
+    try:
+        row = con.execute(
+            "SELECT lifecycle_stage FROM experiments WHERE name = ?", (name,)
+        ).fetchone()
+    except sqlite3.OperationalError:  # no table yet: a new store
+        row = None
+    finally:
+        con.close()
+    if row is not None and row[0] != "active":
+        raise _deleted(name, uri)
 
 
 def open_experiment(client: Any, uri: str, name: str, study: str, location: str | None) -> str:
@@ -35,10 +63,7 @@ def open_experiment(client: Any, uri: str, name: str, study: str, location: str 
                 raise exc from None
             exp_id = exp.experiment_id
     elif exp.lifecycle_stage != "active":
-        raise TrackingError(
-            f"tracking: experiment {name!r} is deleted in {uri}; "
-            "restore it (mlflow experiments restore) or purge it (mlflow gc)"
-        )
+        raise _deleted(name, uri)
     else:
         exp_id = exp.experiment_id
     client.set_experiment_tag(exp_id, "hpo.study", study)  # also proves the store writable

@@ -38,7 +38,7 @@ from hpo.tracking._mlflow import (
     resolve_uri,
 )
 from hpo.tracking._sql import sql_writer, write_trials
-from hpo.tracking.experiment import open_experiment
+from hpo.tracking.experiment import check_deleted, open_experiment
 from hpo.tracking.follow import Follower
 from hpo.tracking.result import log_result
 from hpo.tracking.runs import TrialRun, round_params, study_params, study_run_status, trial_run
@@ -122,6 +122,9 @@ class Mirror:
         if not wait and db is not None:
             try:
                 ml.check_sqlite(self.tracking_uri.removeprefix("sqlite:///"), db)
+                check_deleted(self.tracking_uri, self.experiment_name)
+            except TrackingError:
+                raise
             except Exception as exc:
                 raise TrackingError(self._message(exc)) from exc
             self._preparing = threading.Thread(

@@ -451,3 +451,11 @@ def test_follow_mirrors_in_the_background_until_finish(uri, storage):
     assert mirror.finish(storage)
     assert mirror._follower is None  # noqa: SLF001  (finish stopped it)
     assert len(runs(uri, "follow", "trial")) == n
+
+
+def test_prepare_behind_refuses_a_deleted_experiment_at_once(uri):
+    mirror = Mirror("gone", tracking_uri=uri)
+    mirror.prepare()
+    mlflow.MlflowClient(uri).delete_experiment(mirror.experiment_id)
+    with pytest.raises(TrackingError, match="experiment 'gone' is deleted"):
+        Mirror("gone", tracking_uri=uri).prepare(wait=False)
