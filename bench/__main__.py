@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-SECTIONS = ["bench.network", "bench.study", "bench.tracking"]
+SECTIONS = ["bench.network", "bench.study", "bench.tracking", "bench.peers"]
 
 
 def _blas() -> str:

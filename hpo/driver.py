@@ -326,7 +326,8 @@ class Driver:
 
 
 class _Monitor:
-    """While workers run: a thread that refreshes the progress display and the MLflow mirror."""
+    """While workers run: a thread that refreshes the progress display (the MLflow mirror
+    follows the storage in a thread of its own: a round never waits for it)."""
 
     def __init__(self, driver: Driver, k: int, study_id: int, interval: float = 0.5):
         self.d, self.k, self.sid, self.interval = driver, k, study_id, interval
@@ -340,12 +341,7 @@ class _Monitor:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
-        self.d.sync()
 
     def loop(self) -> None:
-        last_sync = 0.0
         while not self.stop.wait(self.interval):
             self.d.emit(self.k, "tick", self.sid)
-            if time.monotonic() - last_sync >= 1.0:
-                self.d.sync()
-                last_sync = time.monotonic()

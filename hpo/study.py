@@ -20,6 +20,7 @@ from hpo.journal import JournalFull
 from hpo.lease import Lease, LeaseHeld
 from hpo.lease import check as check_lease
 from hpo.records import ATTR
+from hpo.report import preload
 from hpo.result import Interrupted, Result, StudyError, load_result
 from hpo.runner import shutdown_pool, warm_up
 from hpo.settings import OPTIONS, Settings, StopPolicy, check_picklable
@@ -103,6 +104,9 @@ class Study:
             raise
         if attrs is None:
             self._create(storage, warm)
+        if mirror is not None:
+            mirror.follow(storage)  # in a thread of its own: rounds never wait for MLflow
+        preload()  # the report's matplotlib, while the rounds run
         try:
             with Lease(storage, self.name):
                 Driver(self.settings, storage, mirror, progress).loop()
@@ -114,6 +118,9 @@ class Study:
                 f"cannot write {exc.filename or self.out} ({exc.strerror or exc}); finished "
                 f"trials are kept: make room, then `hpo resume {self.name}`"
             ) from None
+        finally:
+            if mirror is not None:
+                mirror.unfollow()
         return load_result(storage, self.name, self.out)
 
     def _create(self, storage, warm: dict | None = None) -> None:
@@ -133,8 +140,10 @@ class Study:
             ) from None
 
     def _prepared_mirror(self):
-        """The MLflow mirror, ready (or None without tracking); the worker processes start
-        meanwhile. An unusable tracking store fails here (TrackingError), before any study."""
+        """The MLflow mirror (or None without tracking); the worker processes start meanwhile.
+        An unusable tracking store fails here (TrackingError), before any study. A SQLite store
+        is prepared behind round 1 once its file is known to be writable (MLflow's import and
+        schema take seconds); a server's is prepared here."""
         if not self.tracking:
             return None
         from hpo.tracking import Mirror
@@ -142,7 +151,7 @@ class Study:
         mirror = Mirror(self.name, tracking_uri=self.tracking_uri, experiment=self.experiment)
         warming = warm_up(self.workers, self.backend)  # no trial: just the processes
         try:
-            mirror.prepare()
+            mirror.prepare(wait=False)
         finally:
             if warming is not None:
                 warming.join()

@@ -25,24 +25,29 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 import hpo.tracking._mlflow as ml
 from hpo.records import ATTR, DEFAULT_METRIC, RoundRecord
 from hpo.storage import best_score, parent_attrs, read_rounds, round_name
 from hpo.tracking._mlflow import (
     COMPLETE,
-    PARAM_MAX,
     TAG_MAX,
     TrackingError,
     TrackingWarning,
     resolve_uri,
 )
-from hpo.tracking.runs import round_params, study_params, study_run_status, trial_run
+from hpo.tracking._sql import sql_writer, write_trials
+from hpo.tracking.experiment import check_deleted, open_experiment
+from hpo.tracking.follow import Follower
+from hpo.tracking.result import log_result
+from hpo.tracking.runs import TrialRun, round_params, study_params, study_run_status, trial_run
 
 if TYPE_CHECKING:
     import optuna
     from mlflow import MlflowClient
+
+    from hpo.tracking._sql import SqlWriter
 
 __all__ = ["Mirror"]
 
@@ -56,7 +61,11 @@ class Mirror:
     (``failed``, ``last_error``) and retry on the next call. Calls are serialised by a lock, so a
     monitor thread and the main thread may both call them; two *processes* writing the same
     study at once are not coordinated (a duplicate they make is removed by the next reload).
+    On a SQL store, trial runs go straight into MLflow's tables (:mod:`hpo.tracking._sql`)
+    unless ``sql`` is False.
     """
+
+    sql = True
 
     def __init__(
         self,
@@ -77,6 +86,10 @@ class Mirror:
         self._lock = threading.Lock()
         self._warned = False
         self._written = 0  # runs written by the current sync or finish
+        self._writer: SqlWriter | None = None
+        self._writer_checked = False
+        self._preparing: threading.Thread | None = None  # prepare(wait=False) in progress
+        self._follower: Follower | None = None
         self._forget()
 
     def _forget(self) -> None:
@@ -98,8 +111,27 @@ class Mirror:
 
     # -- public API -------------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """Get or create the experiment and the study run; raise TrackingError when unusable."""
+    def prepare(self, *, wait: bool = True) -> None:
+        """Get or create the experiment and the study run; raise TrackingError when unusable.
+
+        ``wait=False`` on a SQLite store: only its write lock is taken now (an unusable file
+        fails here); importing MLflow and the rest run in a thread joined by the first sync or
+        finish, where a failure is a sync failure (a warning; the next sync retries).
+        """
+        db = ml.sqlite_path(self.tracking_uri)
+        if not wait and db is not None:
+            try:
+                ml.check_sqlite(self.tracking_uri.removeprefix("sqlite:///"), db)
+                check_deleted(self.tracking_uri, self.experiment_name)
+            except TrackingError:
+                raise
+            except Exception as exc:
+                raise TrackingError(self._message(exc)) from exc
+            self._preparing = threading.Thread(
+                target=self._prepare_behind, name="hpo-mlflow-prepare", daemon=True
+            )
+            self._preparing.start()
+            return
         with self._lock, ml.quiet(), ml.fail_fast():
             try:
                 self._prepare()
@@ -110,6 +142,7 @@ class Mirror:
 
     def sync(self, storage: optuna.storages.BaseStorage) -> int:
         """Mirror every finished trial not mirrored yet; return the number of runs written."""
+        self._join()
         with self._lock, ml.quiet():
             self._written = 0
             try:
@@ -132,7 +165,10 @@ class Mirror:
 
         ``best`` (``{"params", "value", "round", "number"}``) and ``test_score`` default to the
         parent study's ``hpo.best`` and ``hpo.test_score``. Safe to call again (idempotent).
+        Stops :meth:`follow` first.
         """
+        self.unfollow()
+        self._join()
         with self._lock, ml.quiet():
             self._written = 0
             try:
@@ -142,7 +178,7 @@ class Mirror:
                     self._close_round(storage, k)
                 best = attrs.get(ATTR["best"]) if best is None else best
                 test_score = attrs.get(ATTR["test_score"]) if test_score is None else test_score
-                self._log_result(best, test_score)
+                log_result(self._mlflow(), self.study_run_id, self.study_name, best, test_score)
                 fragile = "; ".join(attrs.get(ATTR["fragile"]) or []) or "no"
                 self._mlflow().set_tag(self.study_run_id, "hpo.fragile", ml.clip(fragile, TAG_MAX))
                 for path in artifacts:
@@ -155,6 +191,18 @@ class Mirror:
                 return False
             self._ok()
             return True
+
+    def follow(self, storage: optuna.storages.BaseStorage, interval: float = 1.0) -> None:
+        """Sync every ``interval`` seconds in a thread of its own until :meth:`unfollow` or
+        :meth:`finish`: the study's rounds never wait for MLflow, which catches up behind."""
+        if self._follower is None:
+            self._follower = Follower(lambda: self.sync(storage), interval)
+
+    def unfollow(self) -> None:
+        """Stop :meth:`follow`'s thread (after the sync it may be in)."""
+        if self._follower is not None:
+            self._follower.stop()
+            self._follower = None
 
     def experiment_url(self, host: str = "127.0.0.1", port: int = 5000) -> str:
         """The runs table of the experiment (MLflow 3's UI opens on an empty traces page)."""
@@ -171,6 +219,25 @@ class Mirror:
             self._client = ml.make_client(self.tracking_uri)
         return self._client
 
+    def _prepare_behind(self) -> None:
+        with self._lock, ml.quiet():
+            try:
+                self._prepare()
+            except Exception as exc:
+                self._fail(exc)
+
+    def _join(self) -> None:
+        if self._preparing is not None:
+            self._preparing.join()
+            self._preparing = None
+
+    def _sql(self) -> SqlWriter | None:
+        """The direct writer of trial runs, or None (public API): checked once per mirror."""
+        if not self._writer_checked and self.sql and self.experiment_id is not None:
+            self._writer = sql_writer(self._mlflow(), self.experiment_id)
+            self._writer_checked = True
+        return self._writer
+
     def _experiment_id(self) -> str:
         if self.experiment_id is None:
             exp = self._mlflow().get_experiment_by_name(self.experiment_name)
@@ -183,45 +250,17 @@ class Mirror:
         return self.experiment_id
 
     def _prepare(self) -> None:
-        from mlflow.exceptions import MlflowException
-
-        db = ml.sqlite_path(self.tracking_uri)
-        location = self.artifact_location
-        if db is not None:
-            ml.check_sqlite(self.tracking_uri.removeprefix("sqlite:///"), db)
-            if location is None:  # beside the store, not in whatever the working folder is
-                slug = ml.re.sub(r"[^A-Za-z0-9_.-]+", "_", self.experiment_name)
-                location = (db.resolve().parent / "mlartifacts" / slug).as_uri()
         client = self._mlflow()
-        exp = client.get_experiment_by_name(self.experiment_name)
-        if db is not None:
-            ml.fast_sqlite(client)
-        if exp is None:
-            try:
-                exp_id = client.create_experiment(self.experiment_name, location)
-            except MlflowException as exc:  # another process created it meanwhile
-                exp = client.get_experiment_by_name(self.experiment_name)
-                if exp is None:
-                    raise exc from None
-                exp_id = exp.experiment_id
-        elif exp.lifecycle_stage != "active":
-            raise TrackingError(
-                f"tracking: experiment {self.experiment_name!r} is deleted in {self.tracking_uri}; "
-                "restore it (mlflow experiments restore) or purge it (mlflow gc)"
-            )
-        else:
-            exp_id = exp.experiment_id
-        self.experiment_id = exp_id
-        client.set_experiment_tag(exp_id, "hpo.study", self.study_name)  # also proves writable
-        if exp is None or ml.EXPERIMENT_KIND_TAG not in exp.tags:
-            client.set_experiment_tag(exp_id, ml.EXPERIMENT_KIND_TAG, ml.TRAINING_KIND)
+        self.experiment_id = open_experiment(
+            client, self.tracking_uri, self.experiment_name, self.study_name, self.artifact_location
+        )
         runs = self._search(f"tags.`hpo.kind` = 'study' and {self._study_filter()}")
         runs = [r for r in runs if r.data.tags.get("hpo.study") == self.study_name]
         if runs:
             self.study_run_id = runs[0].info.run_id
         else:
             tags = ml.tags("study", self.study_name, self.study_name)
-            run = client.create_run(exp_id, tags=tags, run_name=self.study_name)
+            run = client.create_run(self.experiment_id, tags=tags, run_name=self.study_name)
             self.study_run_id = run.info.run_id
 
     def _study_filter(self) -> str:
@@ -327,8 +366,8 @@ class Mirror:
             return
         trials = storage.get_all_trials(sid, deepcopy=False, states=_DONE)
         new = [t for t in trials if f"{key}/{t.number}" not in self._done]
-        for t in new:
-            self._write_trial(k, t, rid, fixed, metric)
+        runs = [trial_run(self.study_name, k, t, rid, fixed, metric) for t in new]
+        write_trials(client, self._sql(), self.experiment_id, runs, self._written_run)
         if new:  # best_score's step = finished trials so far: its history is the round's progress
             direction = storage.get_study_directions(sid)[0].name.lower()
             best = best_score(trials, direction)
@@ -356,48 +395,9 @@ class Mirror:
         self._mlflow().set_terminated(self._rounds[k], "FINISHED", end_time=end)
         self._closed.add(k)
 
-    def _write_trial(self, k: int, t: FrozenTrial, parent: str, fixed: Mapping, metric: str):
-        """One trial run: create (tags) -> traceback artifact -> terminate -> batch + complete."""
-        client = self._mlflow()
-        run = trial_run(self.study_name, k, t, parent, fixed, metric)
-        created = client.create_run(
-            self.experiment_id, start_time=run.start, tags=run.tags, run_name=run.name
-        )
-        rid = created.info.run_id
-        if run.traceback:
-            client.log_text(rid, run.traceback, "traceback.txt")
-        client.set_terminated(rid, run.status, end_time=run.end)
-        self._log(rid, params=run.params, metrics=run.metrics, complete=True)
+    def _written_run(self, run: TrialRun) -> None:
         self._done.add(run.tags["hpo.key"])
         self._written += 1
 
     def _log(self, run_id, **kw) -> None:
         ml.log(self._mlflow(), run_id, **kw)
-
-    def _log_result(self, best: Mapping[str, Any] | None, test_score: float | None) -> None:
-        """Best configuration as ``best.<name>`` params and ``best_score``/``test_score``."""
-        client = self._mlflow()
-        run = client.get_run(self.study_run_id)
-        have = run.data.params
-        if best:
-            params = {f"best.{n}": v for n, v in (best.get("params") or {}).items()}
-            # Params cannot change: a resumed study with a new best keeps it in tags instead.
-            moved = {
-                n: v for n, v in params.items() if n in have and have[n] != ml.clip(v, PARAM_MAX)
-            }
-            self._log(self.study_run_id, params=params, skip=set(have))
-            for n, v in moved.items():
-                client.set_tag(self.study_run_id, n, ml.clip(v, TAG_MAX))
-            if best.get("round") is not None and best.get("number") is not None:
-                key = f"{self.study_name}/{best['round']}/{best['number']}"
-                client.set_tag(self.study_run_id, "hpo.best_key", key)
-        value, sd = (best or {}).get("value"), (best or {}).get("sd")
-        optimism = value - test_score if ml.finite(value) and ml.finite(test_score) else None
-        for name, v in (
-            ("best_score", value),
-            ("best_score_sd", sd),
-            ("test_score", test_score),
-            ("optimism", optimism),
-        ):
-            if ml.finite(v) and run.data.metrics.get(name) != float(v):
-                client.log_metric(self.study_run_id, name, float(v), step=0)

@@ -6,6 +6,7 @@ import math
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -378,3 +379,83 @@ def test_the_experiment_is_a_model_training_experiment(uri):
     Mirror("kind", tracking_uri=uri, experiment="hpo-kind").prepare()
     tags = client.get_experiment(mirror.experiment_id).tags
     assert tags["mlflow.experimentKind"] == "genai_development"
+
+
+def test_trial_runs_written_to_the_tables_equal_the_public_apis(uri, storage):
+    """The direct SQL writer (hpo.tracking._sql) leaves what MLflow's own calls leave: run info,
+    params, tags, latest metrics and metric histories; and MLflow's search finds them."""
+    n = build(storage, "same")
+    fast = Mirror("same", tracking_uri=uri, experiment="same-sql")
+    slow = Mirror("same", tracking_uri=uri, experiment="same-api")
+    slow.sql = False
+    assert fast.sync(storage) == slow.sync(storage) == n + 2
+    assert fast._sql() is not None and slow._sql() is None  # noqa: SLF001
+    client = mlflow.MlflowClient(uri)
+
+    def trial_runs(experiment: str) -> dict:
+        return {r.data.tags["hpo.key"]: r for r in runs(uri, experiment, "trial")}
+
+    a, b = trial_runs("same-sql"), trial_runs("same-api")
+    assert sorted(a) == sorted(b) and len(a) == n
+    ignore = {"run_id", "run_uuid", "experiment_id", "artifact_uri"}
+    for key, ra in a.items():
+        rb = b[key]
+        info_a = {k: v for k, v in dict(ra.info).items() if k not in ignore}
+        assert info_a == {k: v for k, v in dict(rb.info).items() if k not in ignore}, key
+        assert ra.info.artifact_uri.endswith(f"/{ra.info.run_id}/artifacts")
+        assert ra.data.params == rb.data.params
+        parent = "mlflow.parentRunId"
+        assert {**ra.data.tags, parent: ""} == {**rb.data.tags, parent: ""}
+        assert ra.data.metrics == rb.data.metrics
+        for name in ra.data.metrics:
+            hist = [
+                sorted((m.step, m.timestamp, m.value) for m in client.get_metric_history(r, name))
+                for r in (ra.info.run_id, rb.info.run_id)
+            ]
+            assert hist[0] == hist[1], (key, name)
+    round_1 = next(r for r in runs(uri, "same-sql", "round") if r.data.tags["hpo.round"] == "1")
+    exp = client.get_experiment_by_name("same-sql").experiment_id
+    found = client.search_runs(
+        [exp], f"tags.`mlflow.parentRunId` = '{round_1.info.run_id}' and metrics.score > 0"
+    )
+    want = {k for k, r in a.items() if r.data.tags["mlflow.parentRunId"] == round_1.info.run_id}
+    assert {r.data.tags["hpo.key"] for r in found} == {
+        k for k in want if "score" in a[k].data.metrics
+    }
+    assert Mirror("same", tracking_uri=uri, experiment="same-sql").sync(storage) == 0
+
+
+def test_prepare_behind_checks_the_file_at_once_and_syncs_after_it(uri, storage, tmp_path):
+    """``prepare(wait=False)``: an unusable SQLite file fails at once (before any worker); the
+    rest runs in a thread that the first sync joins."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(TrackingError, match="File exists"):
+        Mirror("x", tracking_uri=f"sqlite:///{blocker}/mlflow.db").prepare(wait=False)
+    n = build(storage, "behind")
+    mirror = Mirror("behind", tracking_uri=uri)
+    mirror.prepare(wait=False)
+    assert mirror.sync(storage) == n + 2
+    assert mirror.study_run_id is not None and not mirror.failed
+
+
+def test_follow_mirrors_in_the_background_until_finish(uri, storage):
+    n = build(storage, "follow")
+    mirror = Mirror("follow", tracking_uri=uri)
+    mirror.prepare()
+    mirror.follow(storage, interval=0.05)
+    deadline = time.monotonic() + 30
+    while len(runs(uri, "follow", "trial")) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(runs(uri, "follow", "trial")) == n
+    assert mirror.finish(storage)
+    assert mirror._follower is None  # noqa: SLF001  (finish stopped it)
+    assert len(runs(uri, "follow", "trial")) == n
+
+
+def test_prepare_behind_refuses_a_deleted_experiment_at_once(uri):
+    mirror = Mirror("gone", tracking_uri=uri)
+    mirror.prepare()
+    mlflow.MlflowClient(uri).delete_experiment(mirror.experiment_id)
+    with pytest.raises(TrackingError, match="experiment 'gone' is deleted"):
+        Mirror("gone", tracking_uri=uri).prepare(wait=False)
