@@ -86,7 +86,6 @@ def run_one(task: str, objective, strategy: str, seed: int) -> dict:
         # one-round baselines are the plain searches: no exploration share
         narrowing=NarrowingPolicy() if rounds > 1 else NarrowingPolicy(explore=0.0),
         confirm=0,  # the same 100 trials for every strategy: no confirmation round on top
-
     )
     result = study.run()
     t = result.trials.sort_values(["round", "number"])
