@@ -87,7 +87,8 @@ def run() -> str:
     lines = [
         "## The 6-5 study (studies/six_five.py): wall time and orchestration overhead",
         "",
-        f"{rows[0]['trials']} trials (4 rounds x 40, 50 epochs on 400 images each), "
+        f"{rows[0]['trials']} trials ({load_study_file(STUDY).settings.budget_line()}; "
+        "50 epochs each), "
         f"{os.cpu_count()} CPUs. Rounds = from Study.run() to the end of the last trial; total adds"
         " the final retrain and the figures. Overhead = 1 - summed trial time / (workers x rounds)",
         "",
