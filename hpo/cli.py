@@ -386,7 +386,7 @@ def cmd_ui(args) -> int:
     elif pages is not None:
         print(
             f"  no hpo study in this store yet (make study); a study's runs will be at "
-            f"{base}/#/experiments/<id>/runs",
+            f"{base}/#/experiments/<id>/runs?workflowType=machine_learning",
             flush=True,
         )
     mlflow = Path(sys.executable).with_name("mlflow")

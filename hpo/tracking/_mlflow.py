@@ -32,6 +32,7 @@ COMPLETE = "hpo.complete"  # written last: a run without it is half-written
 # (MLflow 3.17's UI takes the kind from its GenAI / Model training switch instead, the URL's
 # `?workflowType=machine_learning`; without it an experiment still opens on the traces overview.)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_MODE = "workflowType=machine_learning"  # the UI's GenAI / Model training switch
 TRAINING_KIND = "custom_model_development"
 
 
@@ -232,6 +233,10 @@ def study_pages(uri: str, host: str, port: int) -> list[tuple[str, str]]:
     ]
 
 
-def runs_url(experiment_id: str, host: str = "127.0.0.1", port: int = 5000) -> str:
-    """The runs table of an experiment (MLflow 3's UI opens on an empty traces page)."""
-    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs"
+def runs_url(
+    experiment_id: str, host: str = "127.0.0.1", port: int = 5000, run_id: str | None = None
+) -> str:
+    """The runs table of an experiment (or one run's page) in the UI's model-training mode:
+    MLflow 3.17 otherwise opens an experiment on its traces overview, empty here."""
+    run = f"/{run_id}" if run_id else ""
+    return f"http://{host}:{port}/#/experiments/{experiment_id}/runs{run}?{TRAINING_MODE}"

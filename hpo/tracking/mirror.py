@@ -13,7 +13,7 @@ Example (``storage`` from :func:`hpo.storage.open_storage`)::
     mirror.prepare()  # TrackingError when the store is unusable: before any worker starts
     mirror.sync(storage)  # every second while workers run; never raises, warns once
     mirror.finish(storage, artifacts=["runs/demo/trials.csv"])
-    print(mirror.experiment_url())  # http://127.0.0.1:5000/#/experiments/1/runs
+    print(mirror.experiment_url())  # .../#/experiments/1/runs?workflowType=machine_learning
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from hpo.tracking._mlflow import (
 from hpo.tracking._sql import sql_writer, write_trials
 from hpo.tracking.experiment import check_deleted, open_experiment
 from hpo.tracking.follow import Follower
-from hpo.tracking.result import log_result
+from hpo.tracking.result import link_source, log_result
 from hpo.tracking.runs import TrialRun, round_params, study_params, study_run_status, trial_run
 
 if TYPE_CHECKING:
@@ -179,6 +179,9 @@ class Mirror:
                 best = attrs.get(ATTR["best"]) if best is None else best
                 test_score = attrs.get(ATTR["test_score"]) if test_score is None else test_score
                 log_result(self._mlflow(), self.study_run_id, self.study_name, best, test_score)
+                if source := (attrs.get(ATTR["warm_start"]) or {}).get("source"):
+                    config = (parent_attrs(storage, source) or {}).get(ATTR["config"]) or {}
+                    link_source(self._mlflow(), self.study_run_id, source, config.get("experiment"))
                 fragile = "; ".join(attrs.get(ATTR["fragile"]) or []) or "no"
                 self._mlflow().set_tag(self.study_run_id, "hpo.fragile", ml.clip(fragile, TAG_MAX))
                 for path in artifacts:
@@ -210,7 +213,7 @@ class Mirror:
 
     def run_url(self, run_id: str | None = None, host: str = "127.0.0.1", port: int = 5000) -> str:
         """The page of ``run_id`` (default: the study run)."""
-        return f"{self.experiment_url(host, port)}/{run_id or self.study_run_id}"
+        return ml.runs_url(self._experiment_id(), host, port, run_id or self.study_run_id)
 
     # -- connection -------------------------------------------------------------------------
 

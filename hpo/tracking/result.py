@@ -8,7 +8,7 @@ from typing import Any
 import hpo.tracking._mlflow as ml
 from hpo.tracking._mlflow import PARAM_MAX, TAG_MAX
 
-__all__ = ["log_result"]
+__all__ = ["link_source", "log_result"]
 
 
 def log_result(
@@ -40,3 +40,24 @@ def log_result(
     ):
         if ml.finite(v) and run.data.metrics.get(name) != float(v):
             client.log_metric(run_id, name, float(v), step=0)
+
+
+def link_source(client: Any, run_id: str, source: str, experiment: str | None) -> None:
+    """A warm-started study's run names its source study (tag ``hpo.warm_start``) and links to
+    the source's study run in MLflow (tag ``hpo.warm_start_run`` and the run's note) when the
+    source was mirrored to the same store."""
+    client.set_tag(run_id, "hpo.warm_start", ml.clip(source, TAG_MAX))
+    exp = client.get_experiment_by_name(experiment or source)
+    if exp is None:
+        return
+    runs = client.search_runs(
+        [exp.experiment_id], "tags.`hpo.kind` = 'study'", max_results=1000
+    )  # the study name is matched in Python: it may hold quotes
+    found = [r for r in runs if r.data.tags.get("hpo.study") == source]
+    if not found:
+        return
+    source_run = found[0].info.run_id
+    client.set_tag(run_id, "hpo.warm_start_run", source_run)
+    link = f"#/experiments/{exp.experiment_id}/runs/{source_run}"
+    note = f"Warm start from study `{source}`: its final ranges and trials ([study run]({link}))."
+    client.set_tag(run_id, "mlflow.note.content", note)

@@ -72,7 +72,7 @@ def test_the_runs_table_lists_the_study_runs(server, tmp_path):
     # mode: the runs table, not the GenAI overview of traces. The mirror tags the experiment
     # `mlflow.experimentKind=custom_model_development`, but MLflow 3.17's UI takes the kind from
     # its GenAI / Model training switch (this URL parameter, else the browser's last choice).
-    home = url.removesuffix("/runs") + "?workflowType=machine_learning"
+    home = url.replace("/runs?", "?")
     dom = chromium(home, "--dump-dom", profile=tmp_path / "profile-home")
     (tmp_path / "home.html").write_text(dom)
     text = re.sub(r"<[^>]+>", " ", dom)

@@ -360,7 +360,10 @@ def test_finish_logs_result_and_is_idempotent(uri, storage, tmp_path):
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["trials.csv"]
     assert {r.info.status for r in runs(uri, "done", "round")} == {"FINISHED"}
     url = mirror.experiment_url("localhost", 5001)
-    assert url == f"http://localhost:5001/#/experiments/{mirror.experiment_id}/runs"
+    assert url == (
+        f"http://localhost:5001/#/experiments/{mirror.experiment_id}/runs"
+        "?workflowType=machine_learning"
+    )
 
 
 def test_importing_hpo_tracking_does_not_import_mlflow():

@@ -108,3 +108,26 @@ def test_hpo_run_from_starts_from_a_finished_study(tmp_path, capsys):
     capsys.readouterr()
     assert main(["run", str(study_file), "--name", "s3", "--from", "nope", *out]) == 2
     assert capsys.readouterr().err.startswith("hpo: warm_start: no study 'nope' in ")
+
+
+def test_the_mlflow_study_run_links_to_its_source(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    kw = {"tracking_uri": uri, "out": tmp_path / "runs", "workers": 1, "rounds": 2, "trials": 8}
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2), y=Uniform(0.0, 1.0))
+    Study("src", space, objectives.bowl, **kw).run()
+    Study("warm", space, objectives.bowl, warm_start="src", **kw).run()
+    client = mlflow.MlflowClient(uri)
+
+    def study_run(name):
+        exp = client.get_experiment_by_name(name)
+        [run] = client.search_runs([exp.experiment_id], "tags.`hpo.kind` = 'study'")
+        return exp, run
+
+    src_exp, src_run = study_run("src")
+    _, warm_run = study_run("warm")
+    tags = warm_run.data.tags
+    assert tags["hpo.warm_start"] == "src"
+    assert tags["hpo.warm_start_run"] == src_run.info.run_id
+    link = f"#/experiments/{src_exp.experiment_id}/runs/{src_run.info.run_id}"
+    assert link in tags["mlflow.note.content"]
