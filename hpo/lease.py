@@ -15,7 +15,6 @@ never both hold. Dead claims are cleared by the driver that takes the study over
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -23,7 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from hpo.errors import InputError
+from hpo.errors import InputError, env_number
 from hpo.liveness import process_gone, worker_id
 from hpo.records import ATTR
 from hpo.storage import parent_attrs
@@ -54,20 +53,10 @@ class DriverGone(RuntimeError):
 def lease_settings() -> tuple[float, float]:
     """(renewal interval, grace period) in seconds from ``HPO_LEASE_INTERVAL`` and
     ``HPO_LEASE_GRACE``; set them the same on every machine of a study."""
-    out: list[float] = []
-    for var, default in (("HPO_LEASE_INTERVAL", 5.0), ("HPO_LEASE_GRACE", None)):
-        text = os.environ.get(var, "")
-        if not text:
-            out.append(default if default is not None else 3 * out[0])
-            continue
-        try:
-            value = float(text)
-        except ValueError:
-            value = 0.0
-        if not value > 0:
-            raise InputError(f"{var}: must be a number of seconds > 0, got {text!r}")
-        out.append(value)
-    return out[0], out[1]
+    accepted = "a number of seconds > 0"
+    interval = env_number("HPO_LEASE_INTERVAL", float, InputError, accepted) or 5.0
+    grace = env_number("HPO_LEASE_GRACE", float, InputError, accepted) or 3 * interval
+    return interval, grace
 
 
 @dataclass(frozen=True)

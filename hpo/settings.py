@@ -17,7 +17,7 @@ from typing import Any
 
 from hpo.budget import parse_duration
 from hpo.choices import BACKENDS, PRUNERS, SAMPLERS
-from hpo.errors import InputError
+from hpo.errors import InputError, env_number
 from hpo.explore import exploration_space
 from hpo.narrowing import NarrowingPolicy
 from hpo.records import metric_of, to_json
@@ -257,14 +257,8 @@ def max_workers() -> tuple[int, str]:
     """The most worker processes this machine is given, and why: ``HPO_MAX_WORKERS`` when set,
     else min(8 x the CPUs, the available memory / 200 MB), so that a typo such as
     ``--workers 100000`` cannot start processes until the OOM killer steps in."""
-    text = os.environ.get("HPO_MAX_WORKERS", "")
-    if text:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ValueError(f"HPO_MAX_WORKERS: must be an integer >= 1, got {text!r}")
+    value = env_number("HPO_MAX_WORKERS", int, ValueError, "an integer >= 1")
+    if value is not None:
         return value, "set by HPO_MAX_WORKERS"
     cpus = os.cpu_count() or 1
     cap, why = WORKERS_PER_CPU * cpus, f"{WORKERS_PER_CPU} x {cpus} CPUs"

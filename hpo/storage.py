@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from hpo._optuna import BaseJournalFileLock
-from hpo.errors import InputError
+from hpo.errors import InputError, env_number
 from hpo.journal import Backend, JournalRepaired, cut, repair
 from hpo.rdb import RetryingRDBStorage
 from hpo.records import ATTR, TRIAL_COLUMNS, RoundRecord, TrialStatus
@@ -190,20 +190,10 @@ def heartbeat_settings() -> tuple[int, int]:
     """RDB heartbeats: (interval, grace period) in seconds, from ``HPO_HEARTBEAT_INTERVAL`` (default
     10) and ``HPO_HEARTBEAT_GRACE`` (default 3 intervals). A RUNNING trial whose worker has not
     sent a heartbeat for the grace period is failed by the driver; set both the same everywhere."""
-    values = []
-    for var, default in (("HPO_HEARTBEAT_INTERVAL", 10), ("HPO_HEARTBEAT_GRACE", None)):
-        text = os.environ.get(var, "")
-        if not text:
-            values.append(default if default is not None else 3 * values[0])
-            continue
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise StorageError(f"{var}: must be a whole number of seconds >= 1, got {text!r}")
-        values.append(value)
-    return values[0], values[1]
+    accepted = "a whole number of seconds >= 1"
+    interval = env_number("HPO_HEARTBEAT_INTERVAL", int, StorageError, accepted) or 10
+    grace = env_number("HPO_HEARTBEAT_GRACE", int, StorageError, accepted) or 3 * interval
+    return interval, grace
 
 
 class FlockLock(BaseJournalFileLock):
