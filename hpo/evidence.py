@@ -34,13 +34,11 @@ class NumericEvidence:
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share their mean rank), 0-based."""
+    """Average ranks (ties share their mean rank), 0-based, as ``scipy.stats.rankdata`` - 1."""
     order = np.argsort(x, kind="stable")
+    _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
     ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x))
-    for value in np.unique(x[np.r_[False, np.diff(x[order]) == 0].nonzero()[0]]) if len(x) else ():
-        tied = x == value
-        ranks[tied] = ranks[tied].mean()
+    ranks[order] = np.repeat(first + (counts - 1) / 2, counts)
     return ranks
 
 
