@@ -17,15 +17,21 @@ __all__ = ["empty_store", "hpo_cmd", "uri"]  # fixtures used by name
 mlflow = pytest.importorskip("mlflow")
 
 
-def test_ctrl_c_mid_confirmation_resumes_it_exactly_once(tmp_path, uri, hpo_cmd):
-    log, gate = tmp_path / "calls.log", tmp_path / "gate"
+def _gated_study(tmp_path, uri, hpo_cmd, log, gate, extra: str):
+    """`hpo run` of a 2 x 5 study confirming its top 3 twice each; confirmation trials 1 and up
+    wait for ``gate`` (``extra``: more Study options, e.g. "repeats=2, ")."""
     (tmp_path / "study.py").write_text(
         "import hpo\nfrom tests.hpo import objectives\n\n"
         "study = hpo.Study('s', hpo.SearchSpace(x=hpo.Uniform(0.0, 1.0)), "
         f"objectives.ConfirmGated({str(log)!r}, {str(gate)!r}, free=1), rounds=2, trials=5, "
-        "repeats=2, confirm=3, confirm_repeats=2, workers=2)\n"
+        f"{extra}confirm=3, confirm_repeats=2, workers=2)\n"
     )
-    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri)
+    return hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri)
+
+
+def test_ctrl_c_mid_confirmation_resumes_it_exactly_once(tmp_path, uri, hpo_cmd):
+    log, gate = tmp_path / "calls.log", tmp_path / "gate"
+    cmd = _gated_study(tmp_path, uri, hpo_cmd, log, gate, "repeats=2, ")
 
     def first_done_two_in_flight() -> bool:  # confirmation trial 0 ended, 1 and 2 started
         starts = {tuple(x.split()[2:]) for x in lines(log, "start") if x.endswith(" 1")}
@@ -83,13 +89,7 @@ def test_sigkill_mid_confirmation_then_resume_runs_each_candidate_once(tmp_path,
     in flight: resume takes over the dead driver's lease, fails and replaces the orphans, and
     ends with the exact budget and one MLflow run per trial."""
     log, gate = tmp_path / "calls.log", tmp_path / "gate"
-    (tmp_path / "study.py").write_text(
-        "import hpo\nfrom tests.hpo import objectives\n\n"
-        "study = hpo.Study('s', hpo.SearchSpace(x=hpo.Uniform(0.0, 1.0)), "
-        f"objectives.ConfirmGated({str(log)!r}, {str(gate)!r}, free=1), rounds=2, trials=5, "
-        "confirm=3, confirm_repeats=2, workers=2)\n"
-    )
-    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri)
+    cmd = _gated_study(tmp_path, uri, hpo_cmd, log, gate, "")
 
     def two_confirmations_in_flight() -> bool:
         starts = {tuple(x.split()[2:]) for x in lines(log, "start") if x.endswith(" 1")}
