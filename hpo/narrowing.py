@@ -167,31 +167,31 @@ def _categorical(
     best = next(i for i in range(len(labels)) if any(m[i] for m in member))
     b = next(j for j, m in enumerate(member) if m[best])
     rival = score[np.array(member[b])]
-    dropped, notes, evidence = [], [], False
+    dropped, notes, evidence, unjudged = {}, [], False, False
     for j, c in enumerate(param.choices):
         if j == b:
             continue
         mine = score[np.array(member[j])]
         if min(len(mine), len(rival)) < policy.min_choice_trials:
             notes.append(f"{c!r} {len(mine)} trials")
+            unjudged = True
             continue
         p = worse_than(mine, rival, policy.permutations)
         gap = float(np.median(rival) - np.median(mine))
         clear = p < policy.alpha / 2 and gap >= 0.1 * float(np.ptp(score))  # a gap that matters
         evidence |= clear
         if clear and not (incumbent is not _NONE and _same_choice(c, incumbent)):
-            dropped.append(f"{c!r} ({len(mine)} trials, median {np.median(mine):.3g}, p={p:.3f})")
+            dropped[j] = f"{c!r} ({len(mine)} trials, median {np.median(mine):.3g}, p={p:.3f})"
         else:
             notes.append(f"{c!r} p={p:.2f}")
     lead = f"best choice {param.choices[b]!r} (median {np.median(rival):.3g})"
     if not dropped:
         why = f"kept: no choice is clearly worse than the {lead}"
         need = f"need {policy.min_choice_trials} trials each"
-        settled = not any(n.endswith(" trials") for n in notes)  # every choice was judged
         detail = f"{why}: {'; '.join(notes)} ({need})"
-        return Change(name, param, param, "kept", detail, settled=settled), evidence
-    keep = tuple(c for c in param.choices if not any(d.startswith(repr(c) + " ") for d in dropped))
-    detail = f"dropped {', '.join(dropped)}: clearly below the {lead}"
+        return Change(name, param, param, "kept", detail, settled=not unjudged), evidence
+    keep = tuple(c for j, c in enumerate(param.choices) if j not in dropped)
+    detail = f"dropped {', '.join(dropped.values())}: clearly below the {lead}"
     return Change(name, param, Categorical(keep), "shrunk", detail), True
 
 
