@@ -239,14 +239,8 @@ class Driver:
             result = load_result(self.storage, self.s.name, self.s.out)
             for path in self.s.figures(result, curves_of(self.storage, self.s.name), result.out):
                 files[Path(path).name] = Path(path)
-        if self.mirror is not None:
-            attrs = parent_attrs(self.storage, self.s.name)
-            self.mirror.finish(
-                self.storage,
-                artifacts=list(files.values()),
-                best=attrs.get(ATTR["best"]),
-                test_score=attrs.get(ATTR["test_score"]),
-            )
+        if self.mirror is not None:  # it reads the best and the test score from the storage
+            self.mirror.finish(self.storage, artifacts=list(files.values()))
 
     def interrupt(self) -> None:
         shutdown_pool()
