@@ -96,5 +96,7 @@ def test_the_private_optuna_api_we_use_is_still_there(tmp_path):
         pass
     grids, space = _optuna.grid_of(optuna.samplers.GridSampler({"a": [1, 2]}))
     assert sorted(grids) == [(1,), (2,)] and space == {"a": [1, 2]}
-    assert issubclass(_optuna.BaseJournalFileLock, object)
-    assert hasattr(_optuna.BaseJournalFileLock, "acquire")
+    from hpo.storage import FlockLock
+
+    assert issubclass(FlockLock, _optuna.BaseJournalFileLock)  # the journal takes it as its lock
+    assert {"acquire", "release"} <= set(vars(_optuna.BaseJournalFileLock))
