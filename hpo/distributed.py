@@ -25,7 +25,7 @@ from hpo.queue import counts
 from hpo.records import ATTR
 from hpo.runner import worker
 from hpo.settings import Settings
-from hpo.storage import open_storage, parent_attrs, read_rounds
+from hpo.storage import open_storage, parent_attrs, read_rounds, trials_frame
 
 __all__ = ["DriverGone", "follow", "wait_for_round"]
 
@@ -86,7 +86,7 @@ def _take_trials(study: Settings, storage, poll: float, log: Callable[[str], Any
             job = (
                 study.confirm_job(k, r.study_name)
                 if r.confirm
-                else study.round_job(k, r.space, near)
+                else study.round_job(k, r.space, near, trials_frame(storage, study.name), r.learns)
             )
             ran += worker(job, len(r.candidates) or study.trials)
             continue

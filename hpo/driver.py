@@ -168,7 +168,9 @@ class Driver:
             job, n = s.confirm_job(k, record.study_name), len(record.candidates)
             refill = lambda: fill_candidates(rs, list(record.candidates), s.max_failures)  # noqa: E731
         else:
-            job, n = s.round_job(k, record.space, near), s.trials
+            trials = trials_frame(self.storage, s.name) if s.sampler == "tpe" else None
+            job = s.round_job(k, record.space, near, trials, record.learns)
+            n = s.trials
             refill = lambda: replace_failed(rs, n, s.max_failures)  # noqa: E731
         job = self.budget.limit(job)
         restarts = 0

@@ -4,16 +4,34 @@ Pure and deterministic (a fixed-seed generator): the same trials always give the
 A parameter *matters* when its best trials sit closer together than the best trials of shuffled
 scores do (the spread of their values: an optimum inside the range), or when the score trends
 with it more than shuffled scores do (a Spearman rank correlation: an optimum past an edge).
-The scores are oriented: higher is better.
+The scores are oriented: higher is better. Over several parameters, Holm's step-down keeps the
+chance that any noise parameter passes near alpha; exploration trials (from the hard limits) tell
+whether the round's ranges beat the limits at all.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["NumericEvidence", "numeric_evidence", "worse_than"]
+from hpo.ranges import as_float
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "NumericEvidence",
+    "Tested",
+    "holm_levels",
+    "numeric_evidence",
+    "ranges_no_better",
+    "tested_param",
+    "worse_than",
+]
 
 
 @dataclass(frozen=True)
@@ -80,3 +98,63 @@ def worse_than(a: np.ndarray, b: np.ndarray, permutations: int = 199) -> float:
         stats.append(rng.permutation(r)[: len(a)].mean())
     stats = np.array(stats)
     return float((1 + np.sum(stats[1:] <= stats[0] + 1e-12)) / (permutations + 1))
+
+
+@dataclass(frozen=True)
+class Tested:
+    """A numeric parameter's values over the round's ranked trials and its evidence (None: too
+    few trials with a value)."""
+
+    name: str
+    x: np.ndarray  # the values of the trials that have one, best first
+    t: np.ndarray  # the same, in the parameter's own scale (log10 on a log range)
+    top: int
+    ev: Any = None
+
+
+def tested_param(name, param, col, score, k, policy, m: int) -> Tested:
+    x = np.array([as_float(v) for v in col], dtype=float)
+    ok = np.isfinite(x) & ((x > 0) if param.log else True)
+    t = np.log10(x[ok]) if param.log else x[ok]
+    top = min(k, int(ok[:k].sum()) or 1)
+    if ok.sum() < policy.min_trials:
+        return Tested(name, x[ok], t, top)
+    # enough shuffles that the smallest p-value can pass Holm's strictest level, alpha / 2m
+    perms = max(policy.permutations, math.ceil(8 * m / policy.alpha))
+    return Tested(name, x[ok], t, top, numeric_evidence(t, score[ok], top, perms))
+
+
+def holm_levels(tested: Mapping[str, Tested], alpha: float) -> dict[str, float]:
+    """Each parameter's level (Holm's step-down over the parameters tested, so that testing many
+    parameters does not make a noise-level one look like it matters): the smallest p-value is
+    judged at alpha / m, the next at alpha / (m - 1), ...; after the first that fails, every later
+    one is judged at the level that failed."""
+    if alpha >= 1:
+        return dict.fromkeys(tested, alpha)
+    order = sorted(tested, key=lambda n: tested[n].ev.p if tested[n].ev else 2.0)
+    levels, m, failed = {}, len(order), None
+    for i, name in enumerate(order):
+        level = failed or alpha / (m - i)
+        ev = tested[name].ev
+        if failed is None and not (ev and ev.significant(level)):
+            failed = level
+        levels[name] = level
+    return levels
+
+
+def ranges_no_better(scored: pd.DataFrame, score: np.ndarray, policy) -> str:
+    """Why the round's ranges look no better than the hard limits ('' when they do, or when it
+    cannot be judged): an exploration trial (drawn from the limits) was the best of the round,
+    or the ranges' trials do not score clearly above the exploration trials."""
+    if "explore" not in scored.columns or not len(score):
+        return ""
+    explore = scored["explore"].fillna(False).astype(bool).to_numpy()
+    if explore[0]:
+        return "an exploration trial beat the ranges"
+    wide, mine = score[explore], score[~explore]
+    if min(len(wide), len(mine)) < policy.min_choice_trials:
+        return ""
+    p = worse_than(wide, mine, policy.permutations)
+    return (
+        "" if p < policy.alpha else f"the ranges score no better than the hard limits (p={p:.2f})"
+    )

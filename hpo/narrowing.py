@@ -8,9 +8,12 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
   steps that double while the climb goes on (6-5's best learning rates sit above its start).
 - A best trial that crowds an edge means the optimum is not bracketed yet: that side moves out.
 - A categorical choice is dropped only when enough of its trials score clearly worse.
-- When no parameter shows evidence and an exploration trial (drawn from the hard limits) beat
-  every trial of the ranges, the ranges are wrong: they widen toward the hard limits. The best
-  trial so far (``incumbent``) always stays inside the new ranges.
+- The parameters are tested together (Holm's step-down): noise parameters do not add up to a
+  false lead.
+- When no parameter shows evidence and the ranges' trials score no better than the exploration
+  trials (drawn from the hard limits), or an exploration trial beat them all, the ranges are
+  wrong: they widen toward the hard limits. The best trial so far (``incumbent``) always stays
+  inside the new ranges.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpo.evidence import numeric_evidence, worse_than
+from hpo.evidence import Tested, holm_levels, ranges_no_better, tested_param, worse_than
 from hpo.ranges import as_float, reason_of, rebuild, relative_change, scale
 from hpo.records import PARAM_PREFIX, Change, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
@@ -108,7 +111,7 @@ def narrow(
     score = values if direction == "maximize" else -values
     k = _top_count(score, policy)
     incumbent = dict(incumbent or {})
-    changes, evidence = {}, {}
+    changes, evidence, tested = {}, {}, {}
     for name, param in space.items():
         column = PARAM_PREFIX + name
         if n < policy.min_trials:
@@ -123,14 +126,19 @@ def narrow(
                     name, param, col, score, policy, incumbent.get(name, _NONE)
                 )
             else:
-                trends = [h[name].trend for h in history if name in h]
-                changes[name], evidence[name] = _numeric(name, param, col, score, k, policy, trends)
+                tested[name] = tested_param(name, param, col, score, k, policy, len(space))
         if why:
             changes[name] = Change(name, param, param, "kept", f"kept: {why}")
-    explored = "explore" in scored.columns and n > 0 and bool(scored["explore"].iloc[0])
-    if evidence and explored and not any(evidence.values()):
-        changes = {n: _widen(c) for n, c in changes.items()}
+    for name, alpha in holm_levels(tested, policy.alpha).items():
+        trends = [h[name].trend for h in history if name in h]
+        changes[name], evidence[name] = _numeric(space[name], tested[name], alpha, policy, trends)
+    changes = {name: changes[name] for name in space}  # in the space's order
+    if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
+        changes = {n: _widen(c, why) for n, c in changes.items()}
     changes = {n: _holding(c, incumbent.get(n, _NONE)) for n, c in changes.items()}
+    changes = {
+        n: dataclasses.replace(c, evidence=evidence.get(n, False)) for n, c in changes.items()
+    }
     return space.replace(**{name: c.new for name, c in changes.items()}), changes
 
 
@@ -199,21 +207,13 @@ def _same_choice(a: Any, b: Any) -> bool:
     return Categorical((a,)).contains(b)
 
 
-def _numeric(
-    name: str, param: Param, col: list[Any], score: np.ndarray, k: int, policy, trends: list[int]
-) -> tuple[Change, bool]:
+def _numeric(param: Param, tested: Tested, alpha: float, policy, trends) -> tuple[Change, bool]:
     """Narrow on evidence: keep without it, climb past an edge on a trend, else the 6-5 rule."""
-    x = np.array([as_float(v) for v in col], dtype=float)
-    ok = np.isfinite(x) & ((x > 0) if param.log else True)
-    if ok.sum() < policy.min_trials:
+    name, ev, t, top = tested.name, tested.ev, tested.t, tested.top
+    if ev is None:
         return Change(name, param, param, "kept", f"kept: too few trials with a {name}"), False
-    t = np.log10(x[ok]) if param.log else x[ok]
-    top = min(k, int(ok[:k].sum()) or 1)
-    ev = numeric_evidence(t, score[ok], top, policy.permutations)
-    if not ev.significant(policy.alpha):
-        detail = (
-            f"kept: no evidence that {name} matters (p={ev.p:.2f}, need < {policy.alpha / 2:g})"
-        )
+    if not ev.significant(alpha):
+        detail = f"kept: no evidence that {name} matters (p={ev.p:.3f}, need < {alpha / 2:.2g})"
         return Change(name, param, param, "kept", detail), False
     lo, hi = (
         (math.log10(param.low), math.log10(param.high)) if param.log else (param.low, param.high)
@@ -222,12 +222,12 @@ def _numeric(
     crowd_lo, crowd_hi = bool(np.any(t[:top] <= lo + band)), bool(np.any(t[:top] >= hi - band))
     up = ev.rho > 0 and t[0] >= hi - band and not crowd_lo  # a climb, not two edges at once
     down = ev.rho < 0 and t[0] <= lo + band and not crowd_hi
-    if (ev.p_trend < policy.alpha / 2 or policy.alpha >= 1) and (up or down):
+    if (ev.p_trend < alpha / 2 or alpha >= 1) and (up or down):
         direction = 1 if up else -1
         streak = next((i for i, d in enumerate(reversed(trends)) if d != direction), len(trends))
         return _climb(name, param, t[:top], direction, streak, ev, policy), True
-    change = _narrow_numeric(name, param, x[ok][:top].tolist(), policy)
-    evidence = f" (evidence p={ev.p:.3f})" if policy.alpha < 1 else ""
+    change = _narrow_numeric(name, param, tested.x[:top].tolist(), policy)
+    evidence = f" (evidence p={ev.p:.3f})" if alpha < 1 else ""
     detail = change.detail + evidence
     return dataclasses.replace(change, detail=detail, settled=change.reason == "kept"), True
 
@@ -253,7 +253,7 @@ def _climb(name, param, t_top, direction: int, streak: int, ev, policy) -> Chang
     return Change(name, param, new, reason_of(param, new), detail, trend=direction)
 
 
-def _widen(change: Change) -> Change:
+def _widen(change: Change, why: str) -> Change:
     """No parameter shows evidence: the range may be wrong. One width more on each side."""
     param = change.old
     if isinstance(param, Categorical) or change.reason != "kept":
@@ -266,7 +266,7 @@ def _widen(change: Change) -> Change:
     if (new.low, new.high) == (param.low, param.high):
         return change
     detail = (
-        "no parameter beats the round's noise and an exploration trial beat the ranges: "
+        f"no parameter beats the round's noise and {why}: "
         "widened one width on each side toward the hard limits"
     )
     return Change(change.name, param, new, reason_of(param, new), detail)
@@ -294,7 +294,7 @@ def _holding(change: Change, value: Any) -> Change:
         reason = "shrunk" if len(new.choices) < len(change.old.choices) else "kept"
     else:
         reason = reason_of(change.old, new)
-    return Change(change.name, change.old, new, reason, detail, change.trend)
+    return dataclasses.replace(change, new=new, reason=reason, detail=detail)
 
 
 def _narrow_numeric(name: str, param: Param, values: list[Any], policy: NarrowingPolicy) -> Change:

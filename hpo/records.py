@@ -128,6 +128,7 @@ class Change:
     detail: str
     trend: int = 0  # +1 / -1: moved up / down because the score climbs toward that edge
     settled: bool = False  # kept on evidence (not for the lack of it): the search converged
+    evidence: bool = False  # the round's scores showed this parameter matters (hpo.evidence)
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -142,7 +143,8 @@ class Change:
         """Inverse of :meth:`to_dict`."""
         old, new = param_from_dict(d["old"]), param_from_dict(d["new"])
         trend, settled = int(d.get("trend", 0)), bool(d.get("settled", False))
-        return cls(d["name"], old, new, d["reason"], d["detail"], trend, settled)
+        evidence = bool(d.get("evidence", False))
+        return cls(d["name"], old, new, d["reason"], d["detail"], trend, settled, evidence)
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,12 @@ class RoundRecord:
     @property
     def confirm(self) -> bool:
         return bool(self.candidates)
+
+    @property
+    def learns(self) -> bool:
+        """Whether a model-based sampler may learn from the trials so far: round 1, or a round
+        whose narrowing found evidence for some parameter (otherwise it would model noise)."""
+        return not self.changes or any(c.evidence for c in self.changes.values())
 
     @property
     def label(self) -> str:

@@ -19,6 +19,7 @@ from hpo.budget import parse_duration
 from hpo.choices import BACKENDS, PRUNERS, SAMPLERS
 from hpo.errors import InputError, env_number
 from hpo.explore import exploration_space
+from hpo.guided import history
 from hpo.narrowing import NarrowingPolicy
 from hpo.records import metric_of, to_json
 from hpo.space import Categorical, SearchSpace
@@ -69,7 +70,9 @@ class Settings:
     space: SearchSpace
     objective: Callable[..., Any]
     direction: str | None = None  # None: the objective's ``direction``, else maximize
-    sampler: str = "random"  # the textbook's method; tpe, qmc, cmaes, grid
+    sampler: str = (
+        "tpe"  # learns across rounds (hpo.guided); random: the textbook, qmc, cmaes, grid
+    )
     pruner: str | None = None  # none, median, hyperband
     rounds: int = 3
     trials: int = 20  # per round
@@ -191,8 +194,19 @@ class Settings:
             explore_dict=None,
         )
 
-    def round_job(self, k: int, space: SearchSpace, best: dict | None = None) -> RoundJob:
-        """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s)."""
+    def round_job(
+        self,
+        k: int,
+        space: SearchSpace,
+        best: dict | None = None,
+        trials: Any = None,
+        learns: bool = True,
+    ) -> RoundJob:
+        """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s);
+        ``trials`` (the study's trials frame): what a TPE round learns from the earlier rounds;
+        ``learns`` False (the last narrowing found no evidence): a TPE round samples at random."""
+        wide = exploration_space(self.space, space)
+        sampler = self.sampler if learns or self.sampler != "tpe" else "random"
         return RoundJob(
             # a journal path made absolute: Dask workers may run in another folder (same disk)
             storage=self.storage if "://" in self.storage else str(Path(self.storage).resolve()),
@@ -202,16 +216,17 @@ class Settings:
             space_dict=space.to_dict(),
             objective=self.objective,
             direction=self.direction,
-            sampler=self.sampler,
+            sampler=sampler,
             pruner=self.pruner,
             max_steps=self.fixed.get("epochs"),
             seed=self.seed,
             metric=self.metric,
             max_failures=self.max_failures,
             explore=0.0 if self.sampler == "grid" else self.narrowing.explore,
-            explore_dict=exploration_space(self.space, space).to_dict(),
+            explore_dict=wide.to_dict(),
             local=0.0 if self.sampler == "grid" else self.narrowing.local,
             best=best,
+            history=history(trials, wide, k) if sampler == "tpe" else (),
         )
 
 

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.explore import local_params, trial_kind
+from hpo.guided import guided_params, round_observations
 from hpo.liveness import worker_id
 from hpo.objective import Diverged, TrialContext, call_objective
 from hpo.queue import RoundStudy
@@ -62,6 +63,7 @@ class RoundJob:
     target: float | None = None  # a trial of the round reached it: no trial is claimed
     repeats: int = 1  # evaluations of each configuration, with seeds repeat_seed(seed, r)
     confirm: bool = False  # the confirmation round: fixed params, fresh seeds and folds
+    history: tuple = ()  # tpe: earlier rounds' (params, score) inside the space (hpo.guided)
 
     @property
     def space(self) -> SearchSpace:
@@ -119,9 +121,13 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
         rs.study.sampler = optuna.samplers.RandomSampler(seed=seed)
     if kind == "explore":
         space = SearchSpace.from_dict(job.explore_dict)
-    elif kind == "local":
+    if kind == "local":
         rng = np.random.default_rng(seed)
         rs.study.sampler = FixedSampler(local_params(space, job.best, rng))
+    elif job.sampler == "tpe":  # a TPE that has seen the earlier rounds too
+        observed, running = round_observations(rs.storage.get_all_trials(rs.id), trial_id)
+        drawn = guided_params(space, [*job.history, *observed], running, job.direction, seed)
+        rs.study.sampler = FixedSampler(drawn)
     if job.sampler == "grid":
         assign_grid_point(rs.study, rs.storage, rs.id, trial_id, number)
     trial = optuna.Trial(rs.study, trial_id)

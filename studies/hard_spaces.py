@@ -20,8 +20,9 @@ reports as best, so a lucky noisy trial earns nothing.
 
 Strategies (default budget 120 trials, 2 workers, no tracking, stopping on unchanged ranges off):
 random-start / random-limits / tpe-limits (one round over the starting ranges or the hard
-limits), narrowing / narrowing-tpe (--rounds x --trials, 4 x 30, over the starting ranges, with
-NarrowingPolicy(**--policy) and Study(**--study) overrides).
+limits), narrowing (the Study defaults: TPE that learns across rounds) / narrowing-random (random
+sampling inside the rounds, the textbook's), both --rounds x --trials, 4 x 30, over the starting
+ranges, with NarrowingPolicy(**--policy) and Study(**--study) overrides.
 
     python -m studies.hard_spaces [--only far --strategy narrowing --policy push=1.0 --seeds 0,1]
 """
@@ -164,12 +165,12 @@ TASKS = {
     for name, (value, space, optimum) in SPACES.items()
     for suffix, sd in (("", 0.0), ("-noisy", 0.05))
 }
-STRATEGIES = {  # name: (sampler, over the hard limits, narrowing rounds)
+STRATEGIES = {  # name: (sampler, over the hard limits, narrowing rounds); None: the default
     "random-start": ("random", False, False),
     "random-limits": ("random", True, False),
     "tpe-limits": ("tpe", True, False),
-    "narrowing": ("random", False, True),
-    "narrowing-tpe": ("tpe", False, True),
+    "narrowing": (None, False, True),  # Study(name, space, objective): TPE across rounds
+    "narrowing-random": ("random", False, True),  # random inside the rounds (the textbook's)
 }
 
 
@@ -196,7 +197,8 @@ def run_one(task: Task, strategy: str, seed: int, args) -> dict:
     if narrowing:  # --study options passed through unchecked: Study validates its own options
         kw = {"rounds": args.rounds, "trials": args.trials, "narrowing": args.policy_obj}
         kw |= args.study_kw
-    fixed = {"sampler": sampler, "seed": seed, "workers": 2, "out": SCRATCH, "tracking": False}
+    fixed = {"seed": seed, "workers": 2, "out": SCRATCH, "tracking": False}
+    fixed |= {"sampler": sampler} if sampler else {}
     fixed |= {"storage": str(journal), "stop": StopPolicy(when_unchanged=False)}
     t0 = time.perf_counter()
     study = Study(name, space, task, **(fixed | kw))

@@ -92,7 +92,8 @@ def test_the_confirmation_round_picks_the_truly_best_candidate_more_often(tmp_pa
     the top 5 configurations is reported, by the raw maximum and after the confirmation round."""
     raw = confirmed = 0
     for seed in range(12):
-        study = make(tmp_path / str(seed), rounds=1, trials=30, seed=seed, confirm=5)
+        kw = {"rounds": 1, "trials": 30, "seed": seed, "confirm": 5, "sampler": "random"}
+        study = make(tmp_path / str(seed), **kw)
         r = study.with_options(confirm_repeats=8).run()
         cands = r.rounds[-1].candidates
         truth = [objectives.noisy_truth(c["params"]) for c in cands]

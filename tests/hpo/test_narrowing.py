@@ -145,6 +145,54 @@ def test_a_choice_is_dropped_only_on_enough_clearly_worse_trials():
     assert dropped <= 8, dropped
 
 
+def test_many_noise_parameters_rarely_narrow_any_holm():
+    """Pure noise over 6 parameters, 40 rounds: Holm's step-down keeps the chance that any of
+    them narrows near alpha (0.05), where testing each at alpha would narrow one in about a
+    quarter of the rounds."""
+    space = SearchSpace(**{f"p{i}": Uniform(0.0, 1.0) for i in range(6)})
+    rng = np.random.default_rng(1)
+    narrowed = 0
+    for _ in range(40):
+        cols = {f"params_p{i}": rng.uniform(size=30) for i in range(6)}
+        trials = pd.DataFrame({"value": rng.standard_normal(30), "state": "COMPLETE", **cols})
+        changes = narrow(space, trials)[1]
+        narrowed += any(c.evidence for c in changes.values())
+        kept = [c for c in changes.values() if not c.evidence]
+        assert all("no evidence" in c.detail and "need <" in c.detail for c in kept)
+    assert narrowed <= 6, narrowed
+
+
+def test_one_real_parameter_among_noise_ones_is_still_found():
+    space = SearchSpace(**{f"p{i}": Uniform(0.0, 1.0) for i in range(6)})
+    rng = np.random.default_rng(2)
+    cols = {f"params_p{i}": rng.uniform(size=30) for i in range(6)}
+    value = -((cols["params_p0"] - 0.5) ** 2) + 0.001 * rng.standard_normal(30)
+    changes = narrow(space, pd.DataFrame({"value": value, "state": "COMPLETE", **cols}))[1]
+    assert changes["p0"].evidence and changes["p0"].reason == "shrunk"
+    assert changes["p0"].new.contains(0.5)
+    assert not any(changes[f"p{i}"].evidence for i in range(1, 6))
+
+
+def test_ranges_no_better_than_the_hard_limits_widen():
+    """Nothing shows evidence and the ranges' trials score no better than the exploration trials
+    drawn from the hard limits: the ranges widen toward the limits, saying why."""
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 1e2)))
+    rng = np.random.default_rng(3)
+    value = rng.standard_normal(30)
+    explore = np.zeros(30, dtype=bool)
+    explore[np.argsort(value)[:-1][::5]] = True  # 6 exploration trials across the ranks, not 1st
+    lr = np.where(explore, 10 ** rng.uniform(-8, 2, 30), 10 ** rng.uniform(-6, -2, 30))
+    cols = {"value": value, "state": "COMPLETE", "params_lr": lr, "explore": explore}
+    trials = pd.DataFrame(cols)
+    new, changes = narrow(space, trials)
+    assert "score no better than the hard limits" in changes["lr"].detail
+    assert new["lr"].low < 1e-6 and new["lr"].high > 1e-2 and not changes["lr"].evidence
+    # ranges that clearly beat the exploration trials are kept
+    better = trials.assign(value=np.where(trials["explore"], -5.0, 0.0) + 0.01 * rng.random(30))
+    new, changes = narrow(space, better)
+    assert new["lr"] == space["lr"] or changes["lr"].evidence
+
+
 def test_ties_are_broken_by_row_order():
     policy = NarrowingPolicy(top_fraction=0.01, min_top=1, alpha=1.0)  # narrow without evidence
     x = [2.0, 8.0, 5.0, 5.5, 4.5]

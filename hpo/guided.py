@@ -1,0 +1,134 @@
+"""TPE across rounds: a round's model-based trials learn from every earlier round.
+
+Each round is its own Optuna study, so a TPE sampler left to itself would start every round from
+scratch (its first 10 trials random). Instead, a TPE trial of round k samples from a throw-away
+in-memory study that holds the finished trials of the earlier rounds lying inside round k's
+ranges, plus round k's own trials so far (running ones as running, for the constant liar). The
+parameters it draws are then given to the real trial. Seeded by the trial's seed, the draw
+depends on (seed, round, number) and on which trials had finished, not on the worker's pid.
+
+A diverged trial (the score blew up) is kept as the worst score seen: the model learns to avoid
+its region instead of never hearing of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from optuna.trial import TrialState, create_trial
+
+from hpo import _optuna
+from hpo.conditions import active
+from hpo.records import PARAM_PREFIX, TrialStatus
+from hpo.sampling import suggest
+from hpo.space import SearchSpace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["guided_params", "history", "round_observations"]
+
+Observation = tuple[dict[str, Any], float]  # (params, score)
+
+
+def history(trials: pd.DataFrame | None, space: SearchSpace, before: int) -> tuple:
+    """The scored trials of rounds before ``before`` whose parameters all lie inside ``space``
+    (finished: their score; diverged: the worst finished score), as (params, score) pairs."""
+    if trials is None or trials.empty:
+        return ()
+    earlier = trials[trials["round"] < before]
+    finished = earlier[earlier["status"] == TrialStatus.FINISHED]
+    scores = finished["value"].to_numpy(dtype=float)
+    scores = scores[[math.isfinite(v) for v in scores]]
+    if not len(scores):
+        return ()
+    out = []
+    for row in earlier.itertuples(index=False):
+        row = row._asdict()
+        if row["status"] == TrialStatus.FINISHED and math.isfinite(row["value"]):
+            score = float(row["value"])
+        elif row["status"] == TrialStatus.DIVERGED:
+            score = math.nan  # the worst score, filled in by guided_params (direction-aware)
+        else:
+            continue
+        params = _inside(space, {k[len(PARAM_PREFIX) :]: v for k, v in row.items()})
+        if params is not None:
+            out.append((params, score))
+    return tuple(out)
+
+
+def _inside(space: SearchSpace, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    params: dict[str, Any] = {}
+    for name, param in space.items():
+        if not active(param, params):
+            continue
+        value = row.get(name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        if isinstance(param.low if hasattr(param, "low") else None, int):
+            value = int(value)
+        if not param.contains(value):
+            return None
+        params[name] = value
+    return params
+
+
+def guided_params(
+    space: SearchSpace,
+    observed: Iterable[Observation],
+    running: Iterable[dict[str, Any]],
+    direction: str,
+    seed: int,
+) -> dict[str, Any]:
+    """One TPE draw over ``space`` given the ``observed`` (params, score) pairs and the
+    ``running`` trials' params (a NaN score: a diverged trial, ranked worst)."""
+    observed = list(observed)
+    finite = [v for _, v in observed if math.isfinite(v)]
+    worst = (min(finite) if direction == "maximize" else max(finite)) if finite else None
+    dists = space.to_optuna()
+    shadow = optuna.create_study(
+        direction=direction,
+        sampler=optuna.samplers.TPESampler(seed=seed % 2**32, constant_liar=True),
+    )
+    trials = []
+    for params, value in observed:
+        params = _inside(space, params)  # an exploration trial of the round may lie outside
+        if params is None:
+            continue
+        value = worst if not math.isfinite(value) else value
+        if value is None:
+            continue
+        trials.append(
+            create_trial(params=params, distributions=_dists(dists, params), value=float(value))
+        )
+    for params in filter(None, (_inside(space, p) for p in running)):
+        dist = _dists(dists, params)
+        trials.append(create_trial(state=TrialState.RUNNING, params=params, distributions=dist))
+    shadow.add_trials(trials)
+    return suggest(shadow.ask(), space)
+
+
+def _dists(dists: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    return {n: dists[n] for n in params}
+
+
+def round_observations(trials: Iterable[Any], this: int) -> tuple[list[Observation], list[dict]]:
+    """The round's own trials so far (Optuna FrozenTrials), but trial ``this``: the scored and
+    diverged ones as (params, score), the running ones' params."""
+    from hpo.storage import trial_score, trial_status
+
+    observed, running = [], []
+    for t in trials:
+        if _optuna.trial_id(t) == this or not t.params:
+            continue
+        status = trial_status(t)
+        if t.state == TrialState.RUNNING:
+            running.append(dict(t.params))
+        elif (score := trial_score(t)) is not None:
+            observed.append((dict(t.params), score))
+        elif status == TrialStatus.DIVERGED:
+            observed.append((dict(t.params), math.nan))
+    return observed, running

@@ -1,0 +1,108 @@
+"""TPE across rounds (hpo.guided): a round's TPE draws learn from the earlier rounds' trials that
+lie inside its ranges, rank diverged trials worst, and depend on the trial's seed, not the pid."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from hpo import Study
+from hpo.guided import guided_params, history
+from hpo.records import Change, RoundRecord
+from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
+
+SPACE = SearchSpace(x=Uniform(0.0, 1.0), lr=LogUniform(1e-4, 1.0), act=Categorical(("a", "b")))
+
+
+def peak(p):  # optimum x = 0.7, lr = 1e-2, act "b"
+    return -((p["x"] - 0.7) ** 2) - 0.1 * (math.log10(p["lr"]) + 2) ** 2 - 0.2 * (p["act"] == "a")
+
+
+def observations(n, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        p = {"x": rng.uniform(), "lr": 10 ** rng.uniform(-4, 0), "act": "ab"[rng.integers(2)]}
+        out.append((p, peak(p)))
+    return out
+
+
+def test_draws_concentrate_where_the_history_scores_best():
+    seen = observations(60)
+    guided = [guided_params(SPACE, seen, [], "maximize", s) for s in range(40)]
+    blind = [guided_params(SPACE, [], [], "maximize", s) for s in range(40)]  # no history: prior
+    dist = lambda ps: np.median([abs(p["x"] - 0.7) for p in ps])  # noqa: E731
+    assert dist(guided) < 0.5 * dist(blind)
+    assert sum(p["act"] == "b" for p in guided) > sum(p["act"] == "b" for p in blind)
+    # the same trial seed and the same observations: the same draw
+    assert guided_params(SPACE, seen, [], "maximize", 3) == guided[3]
+
+
+def test_minimize_turns_the_preference_around():
+    seen = [(p, -v) for p, v in observations(60)]
+    near = [guided_params(SPACE, seen, [], "minimize", s)["x"] for s in range(40)]
+    far = [guided_params(SPACE, seen, [], "maximize", s)["x"] for s in range(40)]
+    assert np.median(np.abs(np.array(near) - 0.7)) < np.median(np.abs(np.array(far) - 0.7))
+
+
+def test_diverged_trials_count_as_the_worst_and_outside_ones_are_left_out():
+    good = [({"x": 0.1 + 0.01 * i, "lr": 1e-2, "act": "b"}, 1.0) for i in range(12)]
+    diverged = [({"x": 0.9 + 0.005 * i, "lr": 1e-2, "act": "b"}, math.nan) for i in range(12)]
+    outside = [({"x": 0.5, "lr": 10.0, "act": "b"}, 5.0)]  # lr outside the space: ignored
+    seen = good + diverged + outside
+    xs = [guided_params(SPACE, seen, [], "maximize", s)["x"] for s in range(30)]
+    assert np.median(xs) < 0.4  # drawn near the good trials, away from the diverged ones
+
+
+def test_history_keeps_earlier_rounds_inside_the_space_and_ranks_diverged_worst():
+    trials = pd.DataFrame(
+        {
+            "round": [1, 1, 1, 1, 2],
+            "status": ["finished", "diverged", "failed", "finished", "finished"],
+            "value": [0.5, math.nan, math.nan, 0.9, 0.8],
+            "params_x": [0.2, 0.3, 0.4, 0.5, 0.6],
+            "params_lr": [1e-3, 1e-2, 1e-2, 10.0, 1e-2],  # the 4th lies outside the space
+            "params_act": ["a", "b", "a", "b", "a"],
+        }
+    )
+    got = history(trials, SPACE, before=2)
+    assert [p["x"] for p, _ in got] == [0.2, 0.3]  # failed left out, outside left out, round 2 not
+    assert got[0][1] == 0.5 and math.isnan(got[1][1])
+    assert history(None, SPACE, 2) == () and history(trials, SPACE, 1) == ()
+
+
+def test_int_params_come_back_as_ints():
+    space = SearchSpace(n=IntRange(4, 512, log=True))
+    seen = [({"n": int(v)}, -abs(math.log2(v / 64))) for v in (4, 8, 16, 32, 64, 128, 256, 512) * 2]
+    drawn = [guided_params(space, seen, [], "maximize", s)["n"] for s in range(20)]
+    assert all(isinstance(n, int) and 4 <= n <= 512 for n in drawn)
+
+
+def test_a_round_after_no_evidence_samples_at_random():
+    def change(evidence):
+        p = Uniform(0.0, 1.0)
+        return Change("x", p, p, "kept", "kept", evidence=evidence)
+
+    assert RoundRecord(1, "s-1", SPACE).learns  # round 1: the sampler's own start
+    assert RoundRecord(2, "s-2", SPACE, {"x": change(True)}).learns
+    assert not RoundRecord(2, "s-2", SPACE, {"x": change(False)}).learns
+    study = Study("s", SPACE, lambda p, ctx: 0.0, tracking=False, workers=1)
+    s = study.settings
+    assert study.settings.sampler == "tpe"  # the default
+    assert s.round_job(2, SPACE, learns=False).sampler == "random"
+    assert s.round_job(2, SPACE).sampler == "tpe"
+    assert Change.from_dict(change(True).to_dict()).evidence
+
+
+def test_tpe_study_is_reproducible_with_one_worker(tmp_path):
+    def run(name):
+        study = Study(
+            name, SPACE, lambda p, ctx: peak(p), rounds=2, trials=12, workers=1, seed=5,
+            out=tmp_path / name, tracking=False,
+        )  # fmt: skip
+        t = study.run().trials
+        return t[[c for c in t.columns if c.startswith("params_")]].round(12).to_dict("records")
+
+    assert run("a") == run("b")
