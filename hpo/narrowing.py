@@ -136,8 +136,16 @@ def narrow(
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
         changes = {n: _widen(c, why) for n, c in changes.items()}
     changes = {n: _holding(c, incumbent.get(n, _NONE)) for n, c in changes.items()}
+    # a signal: the parameter's own test passes at alpha before Holm's correction (what a
+    # model-based sampler may learn from, hpo.records.RoundRecord.learns)
+    signal = {n: t.ev is not None and t.ev.significant(policy.alpha) for n, t in tested.items()}
     changes = {
-        n: dataclasses.replace(c, evidence=evidence.get(n, False)) for n, c in changes.items()
+        n: dataclasses.replace(
+            c,
+            evidence=evidence.get(n, False),
+            signal=evidence.get(n, False) or signal.get(n, False),
+        )
+        for n, c in changes.items()
     }
     return space.replace(**{name: c.new for name, c in changes.items()}), changes
 

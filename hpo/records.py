@@ -129,6 +129,7 @@ class Change:
     trend: int = 0  # +1 / -1: moved up / down because the score climbs toward that edge
     settled: bool = False  # kept on evidence (not for the lack of it): the search converged
     evidence: bool = False  # the round's scores showed this parameter matters (hpo.evidence)
+    signal: bool = False  # its own test passed, before the correction over all the parameters
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -143,8 +144,8 @@ class Change:
         """Inverse of :meth:`to_dict`."""
         old, new = param_from_dict(d["old"]), param_from_dict(d["new"])
         trend, settled = int(d.get("trend", 0)), bool(d.get("settled", False))
-        evidence = bool(d.get("evidence", False))
-        return cls(d["name"], old, new, d["reason"], d["detail"], trend, settled, evidence)
+        evidence, signal = bool(d.get("evidence", False)), bool(d.get("signal", False))
+        return cls(d["name"], old, new, d["reason"], d["detail"], trend, settled, evidence, signal)
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,8 @@ class RoundRecord:
     @property
     def learns(self) -> bool:
         """Whether a model-based sampler may learn from the trials so far: round 1, or a round
-        whose narrowing found evidence for some parameter (otherwise it would model noise)."""
-        return not self.changes or any(c.evidence for c in self.changes.values())
+        whose narrowing found a signal for some parameter (otherwise it would model noise)."""
+        return not self.changes or any(c.signal for c in self.changes.values())
 
     @property
     def label(self) -> str:

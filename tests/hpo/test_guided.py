@@ -83,7 +83,7 @@ def test_int_params_come_back_as_ints():
 def test_a_round_after_no_evidence_samples_at_random():
     def change(evidence):
         p = Uniform(0.0, 1.0)
-        return Change("x", p, p, "kept", "kept", evidence=evidence)
+        return Change("x", p, p, "kept", "kept", evidence=evidence, signal=evidence)
 
     assert RoundRecord(1, "s-1", SPACE).learns  # round 1: the sampler's own start
     assert RoundRecord(2, "s-2", SPACE, {"x": change(True)}).learns
@@ -94,6 +94,7 @@ def test_a_round_after_no_evidence_samples_at_random():
     assert s.round_job(2, SPACE, learns=False).sampler == "random"
     assert s.round_job(2, SPACE).sampler == "tpe"
     assert Change.from_dict(change(True).to_dict()).evidence
+    assert Change.from_dict(change(True).to_dict()).signal
 
 
 def test_tpe_study_is_reproducible_with_one_worker(tmp_path):
