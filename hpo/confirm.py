@@ -11,6 +11,8 @@ reported as fragile rather than as a settled number.
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hpo.records import Best, params_of, ranked, to_json
@@ -53,13 +55,21 @@ def candidates(trials: pd.DataFrame, direction: str, n: int) -> list[dict[str, A
     return to_json(out)
 
 
-def fragility(best: Best | None, test_score: float | None, direction: str) -> list[str]:
-    """Why the chosen configuration cannot be taken as settled (empty: nothing found)."""
+def fragility(
+    best: Best | None, test_score: float | None, direction: str, test_scores: Sequence[float] = ()
+) -> list[str]:
+    """Why the chosen configuration cannot be taken as settled (empty: nothing found);
+    ``test_scores``: each retrain's, when it was retrained more than once."""
     if best is None:
         return []
     notes = []
     if best.sd is not None and best.sd > FRAGILE_SD:
         notes.append(f"its repeats disagree (sd {best.sd:.3f} > {FRAGILE_SD})")
+    finite = [t for t in test_scores if math.isfinite(t)]
+    if 0 < len(finite) < len(test_scores):
+        notes.append(f"{len(test_scores) - len(finite)} of {len(test_scores)} retrains diverged")
+    if len(finite) >= 2 and (sd := statistics.stdev(finite)) > FRAGILE_SD:
+        notes.append(f"its retrains disagree (sd {sd:.3f} > {FRAGILE_SD})")
     if test_score is not None and not math.isfinite(test_score):
         notes.append("the retrain on train + validation diverged")
     elif test_score is not None:

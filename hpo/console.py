@@ -87,7 +87,10 @@ def print_result(result) -> None:
         print(f"best configuration: {params}")
         print(_score_line(result))
     if result.test_score is not None:
-        print(f"test score of the best configuration (retrained once): {result.test_score:.4f}")
+        n, sd = len(result.test_scores), result.test_sd
+        how = f"mean of {n} retrains" if n > 1 else "retrained once"
+        spread = f" ± {sd:.4f}" if sd is not None else ""
+        print(f"test score of the best configuration ({how}): {result.test_score:.4f}{spread}")
     if result.optimism is not None:
         print(f"optimism (validation - test): {result.optimism:+.4f}")
     for note in result.fragile:

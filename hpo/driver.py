@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from hpo.result import Interrupted, StudyError, load_result
 from hpo.runner import is_worker_death, run_workers, shutdown_pool
 from hpo.settings import Settings
 from hpo.storage import best_score, parent_attrs, read_rounds, round_name, trials_frame
-from hpo.trials import trial_seed
+from hpo.trials import repeat_seed, trial_seed
 from hpo.warmstart import imported, source_best, start_space
 
 __all__ = ["Driver", "Progress"]
@@ -226,14 +227,19 @@ class Driver:
             self.emit(self.rounds()[-1].round, "final")
             from threadpoolctl import threadpool_limits
 
+            seed = trial_seed(self.s.seed, 0, best["number"])  # retrain r: repeat_seed(seed, r)
             with threadpool_limits(1):  # as in the workers: the same numbers whatever the backend
-                scores = final(best["params"], trial_seed(self.s.seed, 0, best["number"]))
-            if "test_score" in scores:
-                self.set("test_score", scores["test_score"])
+                runs = [final(best["params"], repeat_seed(seed, r)) for r in range(self.s.retrains)]
+            tests = [float(r["test_score"]) for r in runs if "test_score" in r]
+            if tests:
+                finite = [t for t in tests if math.isfinite(t)]
+                self.set("test_scores", tests)
+                self.set("test_score", statistics.fmean(finite) if finite else math.nan)
         attrs = parent_attrs(self.storage, self.s.name)
         if best and ATTR["fragile"] not in attrs:  # the retrain is part of the answer
-            test = attrs.get(ATTR["test_score"])
-            self.set("fragile", fragility(Best.from_dict(best), test, self.s.direction))
+            test, tests = attrs.get(ATTR["test_score"]), attrs.get(ATTR["test_scores"]) or ()
+            notes = fragility(Best.from_dict(best), test, self.s.direction, tests)
+            self.set("fragile", notes)
         from hpo.report import curves_of, write_report
 
         files = write_report(self.storage, self.s.name, self.s.out)

@@ -45,6 +45,7 @@ ATTR = {
     "rounds": "hpo.rounds",
     "best": "hpo.best",
     "test_score": "hpo.test_score",
+    "test_scores": "hpo.test_scores",  # one per retrain of the best configuration
     "status": "hpo.status",
     "round": "hpo.round",
     "parent": "hpo.parent",

@@ -111,6 +111,7 @@ def _verdict(attrs: dict[str, Any]) -> dict[str, Any]:
         "validation": value,
         "validation_sd": best.get("sd"),
         "test_score": test,
+        "test_scores": attrs.get(ATTR["test_scores"]),  # one per retrain; test_score: their mean
         "optimism": value - test if finite else None,
         "fragile": attrs.get(ATTR["fragile"]),
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,13 @@ class Result:
     fragile: list[str] = field(default_factory=list)  # why the choice is not settled
     score: str = "returned"  # which number of the validation curve scores a trial
     confirmed: bool = False  # the best configuration won the confirmation round
+    test_scores: list[float] = field(default_factory=list)  # one per retrain (test_score: mean)
+
+    @property
+    def test_sd(self) -> float | None:
+        """The spread (sd) of the retrains' test scores; None with fewer than two finite ones."""
+        finite = [t for t in self.test_scores if math.isfinite(t)]
+        return statistics.stdev(finite) if len(finite) >= 2 else None
 
     @property
     def optimism(self) -> float | None:
@@ -66,6 +75,7 @@ def load_result(storage, name: str, out: Path | None = None) -> Result:
         best_params=best.params if best else {},
         best_value=best.value if best else None,
         test_score=attrs.get(ATTR["test_score"]),
+        test_scores=list(attrs.get(ATTR["test_scores"]) or ()),
         rounds=read_rounds(attrs),
         trials=trials_frame(storage, name),
         status=attrs.get(ATTR["status"], "?"),

@@ -95,6 +95,8 @@ class Settings:
     repeats: int = 1  # evaluations of each configuration (seeds apart), ranked on their mean
     confirm: int | None = None  # top N re-evaluated after the last round; None: 5 for a model
     confirm_repeats: int = 3  # (an objective with ``final``), 0 for a plain function
+    retrains: int = 3  # the final retrain on train + validation, with this many seeds: the test
+    # score is their mean, and retrains that disagree make the choice fragile
 
     def __post_init__(self) -> None:
         _check_identity(self.name, self.space, self.objective)
@@ -106,7 +108,7 @@ class Settings:
         checks = (("rounds", 1), ("trials", 1), ("seed", 0), ("max_failures", 1), ("repeats", 1))
         if self.confirm is not None:
             checks += (("confirm", 0),)
-        for name, low in (*checks, ("confirm_repeats", 1)):
+        for name, low in (*checks, ("confirm_repeats", 1), ("retrains", 1)):
             _check_int(name, getattr(self, name), low)
         if self.workers is not None:
             _check_int("workers", self.workers, 1)

@@ -230,6 +230,7 @@ def numbers_six_five(study: Study, result) -> dict:
         "best": result.best_params,
         "best_value": result.best_value,
         "test_score": result.test_score,
+        "retrains": len(result.test_scores) or 1,
         "rounds": [
             {
                 "round": r.round,
@@ -278,8 +279,9 @@ def md_six_five(n: dict, head: str) -> str:
     lines += [
         "",
         f"- Best configuration: lr = {b['lr']:.3g}, weight decay = {b['weight_decay']:.3g}, "
-        f"validation accuracy {n['best_value']:.3f}; retrained on train + validation and "
-        f"scored once on the test set: **test accuracy {n['test_score']:.3f}**.",
+        f"validation accuracy {n['best_value']:.3f}; retrained on train + validation "
+        f"({n['retrains']} seed(s)) and scored on the test set: **test accuracy "
+        f"{n['test_score']:.3f}** (the mean of the retrains).",
         f"- The 20 best trials have lr in [{lo:.3g}, {hi:.3g}] (median {med:.3g}); the "
         f"textbook's good range is 1e-3 to 1e-2 and its starting range ends at 1e-2. "
         f"Best lr {'ABOVE' if b['lr'] > 1e-2 else 'inside'} the textbook's range.",

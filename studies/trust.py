@@ -58,7 +58,8 @@ def table(data: str, runs: dict[str, list[dict]]) -> str:
     lines = [
         f"Data: {data}. Each row: one study seed; val = the reported validation score "
         "(± the sd of its repeats), test = the chosen configuration retrained on the 500 images "
-        "and scored on the test split, opt = val - test.",
+        "and scored on the test split (before: once; after: the mean of 3 retrains with their "
+        "own seeds), opt = val - test.",
         "",
         "| seed | before: val | test | opt | after: val | test | opt | after: chosen lr, wd |",
         "|---:|---:|---:|---:|---:|---:|---:|---|",

@@ -178,7 +178,10 @@ class Mirror:
                     self._close_round(storage, k)
                 best = attrs.get(ATTR["best"]) if best is None else best
                 test_score = attrs.get(ATTR["test_score"]) if test_score is None else test_score
-                log_result(self._mlflow(), self.study_run_id, self.study_name, best, test_score)
+                tests = attrs.get(ATTR["test_scores"]) or ()
+                log_result(
+                    self._mlflow(), self.study_run_id, self.study_name, best, test_score, tests
+                )
                 if source := (attrs.get(ATTR["warm_start"]) or {}).get("source"):
                     config = (parent_attrs(storage, source) or {}).get(ATTR["config"]) or {}
                     link_source(self._mlflow(), self.study_run_id, source, config.get("experiment"))

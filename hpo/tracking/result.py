@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import statistics
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import hpo.tracking._mlflow as ml
@@ -17,8 +19,10 @@ def log_result(
     study: str,
     best: Mapping[str, Any] | None,
     test_score: float | None,
+    test_scores: Sequence[float] = (),
 ) -> None:
-    """Best configuration as ``best.<name>`` params and ``best_score``/``test_score``."""
+    """Best configuration as ``best.<name>`` params and ``best_score``/``test_score`` (with
+    ``test_score_sd`` over the retrains when there were several)."""
     run = client.get_run(run_id)
     have = run.data.params
     if best:
@@ -36,10 +40,16 @@ def log_result(
         ("best_score", value),
         ("best_score_sd", sd),
         ("test_score", test_score),
+        ("test_score_sd", _sd(test_scores)),
         ("optimism", optimism),
     ):
         if ml.finite(v) and run.data.metrics.get(name) != float(v):
             client.log_metric(run_id, name, float(v), step=0)
+
+
+def _sd(scores: Sequence[float]) -> float | None:
+    finite = [s for s in scores if math.isfinite(s)]
+    return statistics.stdev(finite) if len(finite) >= 2 else None
 
 
 def link_source(client: Any, run_id: str, source: str, experiment: str | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hpo import Data, ModelObjective, SearchSpace, Study, Uniform
 from hpo.confirm import fragility
 from hpo.objective import TrialContext, curve_score
 from hpo.records import Best
+from hpo.trials import trial_seed
 from tests.hpo import objectives
 
 SPACE = SearchSpace(x=Uniform(0.0, 1.0))
@@ -117,3 +119,49 @@ def test_a_fragile_choice_is_named():
 def test_a_plain_function_gets_no_confirmation_round_unless_asked(tmp_path):
     r = make(tmp_path, objectives.quick_x, rounds=1, trials=4).run()
     assert len(r.trials) == 4 and not r.confirmed
+
+
+class _Retrained:
+    """``noisy`` with a ``final`` whose test score depends on the retrain's seed (logged)."""
+
+    def __init__(self, log, spread):
+        self.log, self.spread = str(log), spread
+
+    def __call__(self, params, ctx):
+        return objectives.noisy(params, ctx)
+
+    def final(self, params, seed):
+        with open(self.log, "a") as f:
+            f.write(f"{seed}\n")
+        if self.spread is None:  # every other retrain diverges
+            n = len(Path(self.log).read_text().split())
+            return {"test_score": float("nan") if n % 2 else 0.7}
+        noise = float(np.random.default_rng(seed).normal(0.0, self.spread))
+        return {"test_score": objectives.noisy_truth(params) + noise}
+
+
+@pytest.mark.parametrize("retrains", [1, 4])
+def test_the_final_retrain_is_repeated_and_its_mean_reported(tmp_path, retrains):
+    log = tmp_path / "seeds.log"
+    study = make(tmp_path, _Retrained(log, 0.01), rounds=1, trials=6, confirm=0)
+    r = study.with_options(retrains=retrains).run()
+    seeds = [int(s) for s in log.read_text().split()]
+    assert len(seeds) == len(set(seeds)) == retrains == len(r.test_scores)
+    assert r.test_score == pytest.approx(np.mean(r.test_scores))
+    truth = objectives.noisy_truth(r.best_params)
+    assert all(abs(t - truth) < 0.05 for t in r.test_scores)
+    assert (r.test_sd is None) == (retrains == 1)
+    assert not any("retrain" in note and "below" not in note for note in r.fragile)
+    best = json.loads((r.out / "best.json").read_text())
+    assert best["test_scores"] == r.test_scores and best["test_score"] == r.test_score
+    # the first retrain's seed is the one a single retrain used before
+    assert seeds[0] == trial_seed(0, 0, int(r.trials.loc[r.trials["value"].idxmax(), "number"]))
+
+
+def test_retrains_that_disagree_or_diverge_make_the_choice_fragile(tmp_path):
+    kw = {"rounds": 1, "trials": 6, "retrains": 5}
+    r = make(tmp_path / "a", _Retrained(tmp_path / "a.log", 0.3), **kw).run()
+    assert any(n.startswith("its retrains disagree (sd ") for n in r.fragile), r.fragile
+    kw = {"rounds": 1, "trials": 6, "retrains": 4}
+    r = make(tmp_path / "b", _Retrained(tmp_path / "b.log", None), **kw).run()
+    assert "2 of 4 retrains diverged" in r.fragile and r.test_score == 0.7

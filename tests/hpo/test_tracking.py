@@ -339,6 +339,7 @@ def test_finish_logs_result_and_is_idempotent(uri, storage, tmp_path):
     best = {"params": {"lr": 3e-4, "hidden": 12}, "value": 2.52, "round": 2, "number": 2}
     parent.set_user_attr(ATTR["best"], best)
     parent.set_user_attr(ATTR["test_score"], 0.91)
+    parent.set_user_attr(ATTR["test_scores"], [0.89, 0.93])  # two retrains: their sd is logged
     parent.set_user_attr(ATTR["status"], "stopped: no improvement")
     csv = tmp_path / "trials.csv"
     csv.write_text("round,number\n1,0\n")
@@ -352,6 +353,7 @@ def test_finish_logs_result_and_is_idempotent(uri, storage, tmp_path):
     assert run.data.metrics == {
         "best_score": 2.52,
         "test_score": 0.91,
+        "test_score_sd": pytest.approx(0.04 / 2**0.5),
         "optimism": pytest.approx(2.52 - 0.91),  # the reported score minus the retrained one
     }
     assert run.data.tags["hpo.best_key"] == "done/2/2"
