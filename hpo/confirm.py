@@ -2,10 +2,11 @@
 
 After the last search round the top ``confirm`` distinct configurations are evaluated again, each
 ``confirm_repeats`` times with fresh seeds (fresh folds for a ModelObjective with ``folds``), and
-the best mean wins: the maximum of many noisy scores is the luckiest draw, not the best
-configuration, and its score is optimistic. The final retrain then checks the choice: a choice
-whose repeats disagree, or whose retrain diverges or falls far below its validation score, is
-reported as fragile rather than as a settled number.
+the best mean less one sd of the repeats wins: the maximum of many noisy scores is the luckiest
+draw, not the best configuration, and of two about as good the one whose repeats agree is the
+safer choice. The final retrain (``retrains`` seeds) then checks the choice: a choice whose
+repeats or retrains disagree, or whose retrain diverges or falls far below its validation score,
+is reported as fragile rather than as a settled number.
 """
 
 from __future__ import annotations

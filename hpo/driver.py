@@ -101,8 +101,8 @@ class Driver:
         s, k = self.s, record.round
         trials = trials_frame(self.storage, s.name)  # read once per round
         frame = trials[trials["round"] == k]
-        if record.confirm:  # the best mean of the confirmation round wins
-            best = best_of(frame, s.direction)
+        if record.confirm:  # the best mean less one sd of the confirmation repeats wins
+            best = best_of(frame, s.direction, cautious=True)
             if best is not None:
                 self.set("best", best.to_dict())
             return record.ended

@@ -249,11 +249,15 @@ def params_of(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def ranked(frame: pd.DataFrame, direction: str = "maximize") -> pd.DataFrame:
+def ranked(
+    frame: pd.DataFrame, direction: str = "maximize", cautious: bool = False
+) -> pd.DataFrame:
     """The scored trials of a trials table, best first (ties keep row order).
 
     Scored: Optuna state COMPLETE with a finite value; pruned and diverged trials never rank.
-    Works on hpo's trials table and on ``optuna.Study.trials_dataframe()`` alike.
+    Works on hpo's trials table and on ``optuna.Study.trials_dataframe()`` alike. ``cautious``:
+    ranked on the value less one sd of its repeats (``value_sd``), so that of two
+    configurations with about the same mean the one whose repeats agree wins.
     """
     import numpy as np
     import pandas as pd
@@ -262,12 +266,18 @@ def ranked(frame: pd.DataFrame, direction: str = "maximize") -> pd.DataFrame:
     states = [str(getattr(s, "name", s)).upper() for s in frame["state"]]
     rows = np.flatnonzero((np.array(states) == "COMPLETE") & np.isfinite(values))
     key = -values[rows] if direction == "maximize" else values[rows]
+    if cautious and "value_sd" in frame.columns:
+        sd = pd.to_numeric(frame["value_sd"], errors="coerce").to_numpy(dtype=float)[rows]
+        key = key + np.where(np.isfinite(sd), sd, 0.0)
     return frame.iloc[rows[np.argsort(key, kind="stable")]]
 
 
-def best_of(frame: pd.DataFrame, direction: str = "maximize") -> Best | None:
-    """The best scored trial of a trials table (columns round, number, value, params_*)."""
-    top = ranked(frame, direction)
+def best_of(
+    frame: pd.DataFrame, direction: str = "maximize", cautious: bool = False
+) -> Best | None:
+    """The best scored trial of a trials table (columns round, number, value, params_*);
+    ``cautious``: as :func:`ranked`."""
+    top = ranked(frame, direction, cautious)
     if top.empty:
         return None
     row = top.iloc[0]

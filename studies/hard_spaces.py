@@ -25,6 +25,7 @@ sampling inside the rounds, the textbook's), both --rounds x --trials, 4 x 30, o
 ranges, with NarrowingPolicy(**--policy) and Study(**--study) overrides.
 
     python -m studies.hard_spaces [--only far --strategy narrowing --policy push=1.0 --seeds 0,1]
+    python -m studies.hard_spaces --docs docs  # the table in docs/results.md (--section NAME)
 """
 
 from __future__ import annotations
@@ -309,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--json", default="runs/hard_spaces.json")
     ap.add_argument("--docs", default=None)
+    ap.add_argument("--section", default="hard-spaces", help="the docs section to write")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     args.policy_obj = NarrowingPolicy(**_overrides(args.policy, "policy"))
@@ -353,13 +355,14 @@ def main(argv: list[str] | None = None) -> int:
         from studies.reproduce import update_section
 
         docs = Path(args.docs)
-        fig = figure(summaries, docs / "figures" / "compare_hard.png")
+        name = "compare_hard" if args.section == "hard-spaces" else args.section.replace("-", "_")
+        fig = figure(summaries, docs / "figures" / f"{name}.png")
         head = (
             f"Measured by `python -m studies.hard_spaces` ({total:.0f} s); {budget}. Score: the "
             f"noise-free value (optimum 1.0) of the configuration each study reports as best; "
             f"believed: the median best value the study saw. ![hard spaces](figures/{fig.name})"
         )
-        update_section(docs / "results.md", "hard-spaces", f"{head}\n\n{report}")
+        update_section(docs / "results.md", args.section, f"{head}\n\n{report}")
     return 0
 
 
