@@ -122,6 +122,7 @@ def test_a_conditional_optimum_is_found_and_inactive_parameters_stay_empty(tmp_p
         objectives.branchy,
         rounds=3,
         trials=24,
+        sampler="random",  # the same trials whatever the scheduling
         workers=2,
         seed=3,
         out=tmp_path / "runs",

@@ -8,10 +8,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from hpo import Study
+from hpo import StopPolicy, Study
 from hpo.guided import guided_params, history
 from hpo.records import Change, RoundRecord
 from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
+from tests.hpo import objectives
 
 SPACE = SearchSpace(x=Uniform(0.0, 1.0), lr=LogUniform(1e-4, 1.0), act=Categorical(("a", "b")))
 
@@ -107,3 +108,17 @@ def test_tpe_study_is_reproducible_with_one_worker(tmp_path):
         return t[[c for c in t.columns if c.startswith("params_")]].round(12).to_dict("records")
 
     assert run("a") == run("b")
+
+
+def test_the_default_reaches_a_known_optimum_past_a_misleading_start(tmp_path):
+    """Study defaults (TPE across rounds), one worker (the same draws every run): lr's optimum
+    1e-1 lies a decade above the starting range; y has no effect."""
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-9, 10.0)), y=Uniform(0.0, 1.0))
+    study = Study(
+        "far", space, objectives.far_bowl, rounds=4, trials=20, workers=1, seed=2,
+        out=tmp_path, tracking=False, stop=StopPolicy(when_unchanged=False),
+    )  # fmt: skip
+    assert study.settings.sampler == "tpe"
+    result = study.run()
+    assert abs(math.log10(result.best_params["lr"]) + 1) < 0.2
+    assert not result.rounds[-1].space["lr"].contains(1e-3)  # it left the start behind
