@@ -70,9 +70,7 @@ class Settings:
     space: SearchSpace
     objective: Callable[..., Any]
     direction: str | None = None  # None: the objective's ``direction``, else maximize
-    sampler: str = (
-        "tpe"  # learns across rounds (hpo.guided); random: the textbook, qmc, cmaes, grid
-    )
+    sampler: str = "tpe"  # across rounds (hpo.guided); random: the textbook's; qmc, cmaes, grid
     pruner: str | None = None  # none, median, hyperband
     rounds: int = 3
     trials: int = 20  # per round
@@ -206,7 +204,7 @@ class Settings:
     ) -> RoundJob:
         """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s);
         ``trials`` (the study's trials frame): what a TPE round learns from the earlier rounds;
-        ``learns`` False (the last narrowing found no evidence): a TPE round samples at random."""
+        ``learns`` False (the last narrowing found no signal): a TPE round samples at random."""
         wide = exploration_space(self.space, space)
         sampler = self.sampler if learns or self.sampler != "tpe" else "random"
         return RoundJob(
