@@ -12,11 +12,10 @@ is reported as fragile rather than as a settled number.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from hpo.records import Best, params_of, ranked, to_json
+from hpo.records import Best, params_of, ranked, spread, to_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,10 +65,10 @@ def fragility(
     notes = []
     if best.sd is not None and best.sd > FRAGILE_SD:
         notes.append(f"its repeats disagree (sd {best.sd:.3f} > {FRAGILE_SD})")
-    finite = [t for t in test_scores if math.isfinite(t)]
-    if 0 < len(finite) < len(test_scores):
-        notes.append(f"{len(test_scores) - len(finite)} of {len(test_scores)} retrains diverged")
-    if len(finite) >= 2 and (sd := statistics.stdev(finite)) > FRAGILE_SD:
+    diverged = sum(not math.isfinite(t) for t in test_scores)
+    if 0 < diverged < len(test_scores):
+        notes.append(f"{diverged} of {len(test_scores)} retrains diverged")
+    if (sd := spread(test_scores)) is not None and sd > FRAGILE_SD:
         notes.append(f"its retrains disagree (sd {sd:.3f} > {FRAGILE_SD})")
     if test_score is not None and not math.isfinite(test_score):
         notes.append("the retrain on train + validation diverged")

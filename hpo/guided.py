@@ -39,14 +39,8 @@ def history(trials: pd.DataFrame | None, space: SearchSpace, before: int) -> tup
     (finished: their score; diverged: the worst finished score), as (params, score) pairs."""
     if trials is None or trials.empty:
         return ()
-    earlier = trials[trials["round"] < before]
-    finished = earlier[earlier["status"] == TrialStatus.FINISHED]
-    scores = finished["value"].to_numpy(dtype=float)
-    scores = scores[[math.isfinite(v) for v in scores]]
-    if not len(scores):
-        return ()
     out = []
-    for row in earlier.itertuples(index=False):
+    for row in trials[trials["round"] < before].itertuples(index=False):
         row = row._asdict()
         if row["status"] == TrialStatus.FINISHED and math.isfinite(row["value"]):
             score = float(row["value"])
@@ -57,7 +51,8 @@ def history(trials: pd.DataFrame | None, space: SearchSpace, before: int) -> tup
         params = _inside(space, {k[len(PARAM_PREFIX) :]: v for k, v in row.items()})
         if params is not None:
             out.append((params, score))
-    return tuple(out)
+    # diverged trials alone carry no score to rank them below
+    return tuple(out) if any(math.isfinite(v) for _, v in out) else ()
 
 
 def _inside(space: SearchSpace, row: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -68,7 +63,7 @@ def _inside(space: SearchSpace, row: Mapping[str, Any]) -> dict[str, Any] | None
         value = row.get(name)
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return None
-        if isinstance(param.low if hasattr(param, "low") else None, int):
+        if isinstance(getattr(param, "low", None), int):
             value = int(value)
         if not param.contains(value):
             return None

@@ -32,6 +32,7 @@ __all__ = [
     "TrialStatus",
     "best_of",
     "metric_of",
+    "spread",
     "param_columns",
     "params_of",
     "ranked",
@@ -290,3 +291,12 @@ def best_of(
     if isinstance(candidate, dict):
         best = dataclasses.replace(best, candidate=candidate)
     return best
+
+
+def spread(values) -> float | None:
+    """The sd (n - 1) of the finite ``values``: the spread of repeats or retrains; None with
+    fewer than two finite ones."""
+    import statistics
+
+    finite = [float(v) for v in values if math.isfinite(v)]
+    return statistics.stdev(finite) if len(finite) >= 2 else None

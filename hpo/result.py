@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpo.records import ATTR, DEFAULT_METRIC, Best, RoundRecord
+from hpo.records import ATTR, DEFAULT_METRIC, Best, RoundRecord, spread
 from hpo.storage import parent_attrs, read_rounds, trials_frame
 
 if TYPE_CHECKING:
@@ -49,8 +47,7 @@ class Result:
     @property
     def test_sd(self) -> float | None:
         """The spread (sd) of the retrains' test scores; None with fewer than two finite ones."""
-        finite = [t for t in self.test_scores if math.isfinite(t)]
-        return statistics.stdev(finite) if len(finite) >= 2 else None
+        return spread(self.test_scores)
 
     @property
     def optimism(self) -> float | None:

@@ -125,7 +125,8 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
         rng = np.random.default_rng(seed)
         rs.study.sampler = FixedSampler(local_params(space, job.best, rng))
     elif job.sampler == "tpe":  # a TPE that has seen the earlier rounds too
-        observed, running = round_observations(rs.storage.get_all_trials(rs.id), trial_id)
+        trials = rs.storage.get_all_trials(rs.id, deepcopy=False)  # read only
+        observed, running = round_observations(trials, trial_id)
         drawn = guided_params(space, [*job.history, *observed], running, job.direction, seed)
         rs.study.sampler = FixedSampler(drawn)
     if job.sampler == "grid":

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import hpo.tracking._mlflow as ml
+from hpo.records import spread
 from hpo.tracking._mlflow import PARAM_MAX, TAG_MAX
 
 __all__ = ["link_source", "log_result"]
@@ -40,16 +39,11 @@ def log_result(
         ("best_score", value),
         ("best_score_sd", sd),
         ("test_score", test_score),
-        ("test_score_sd", _sd(test_scores)),
+        ("test_score_sd", spread(test_scores)),
         ("optimism", optimism),
     ):
         if ml.finite(v) and run.data.metrics.get(name) != float(v):
             client.log_metric(run_id, name, float(v), step=0)
-
-
-def _sd(scores: Sequence[float]) -> float | None:
-    finite = [s for s in scores if math.isfinite(s)]
-    return statistics.stdev(finite) if len(finite) >= 2 else None
 
 
 def link_source(client: Any, run_id: str, source: str, experiment: str | None) -> None:
