@@ -36,6 +36,8 @@ import dataclasses
 import itertools
 import json
 import math
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -50,7 +52,8 @@ from hpo import NarrowingPolicy, StopPolicy, Study
 from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
 
 SHM = Path("/dev/shm")  # throw-away journals: on tmpfs their fsyncs cost nothing
-SCRATCH = (SHM if SHM.is_dir() else Path(tempfile.gettempdir())) / "hpo-hard"
+# one folder per run of this script, so that two runs side by side do not share journals
+SCRATCH = (SHM if SHM.is_dir() else Path(tempfile.gettempdir())) / f"hpo-hard-{os.getpid()}"
 
 
 def _bump(d: float, sd: float) -> float:
@@ -299,6 +302,21 @@ def _overrides(items: list[str], what: str) -> dict[str, Any]:
     return out
 
 
+def _record(runs, by, n, out, t0, args, argv, budget) -> None:
+    """The run just finished: grouped, shown (unless --quiet) and every run so far saved."""
+    r = runs[-1]
+    by.setdefault(r["task"], {}).setdefault(r["strategy"], []).append(r)
+    if not args.quiet:
+        print(
+            f"[{len(runs)}/{n}] {r['task']} {r['strategy']} s{r['seed']}: score {r['score']:.3f} "
+            f"(believed {r['believed'] or 0:.3f}, {r['trials']} trials, {r['seconds']:.1f} s)",
+            flush=True,
+        )
+    meta = {"argv": sys.argv[1:] if argv is None else argv, "budget": budget}
+    meta["seconds"] = time.perf_counter() - t0
+    out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m studies.hard_spaces")
     ap.add_argument("--only", nargs="+", action="extend", choices=list(TASKS), metavar="TASK")
@@ -329,19 +347,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     n = len(tasks) * len(strategies) * len(seeds)
-    for task, strategy, seed in itertools.product(tasks, strategies, seeds):
-        r = run_one(task, strategy, seed, args)
-        runs.append(r)
-        by.setdefault(task.name, {}).setdefault(strategy, []).append(r)
-        if not args.quiet:
-            print(
-                f"[{len(runs)}/{n}] {task.name} {strategy} s{seed}: score {r['score']:.3f} "
-                f"(believed {r['believed'] or 0:.3f}, {r['trials']} trials, {r['seconds']:.1f} s)",
-                flush=True,
-            )
-        meta = {"argv": sys.argv[1:] if argv is None else argv, "budget": budget}
-        meta["seconds"] = time.perf_counter() - t0
-        out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1, default=str))
+    try:
+        for task, strategy, seed in itertools.product(tasks, strategies, seeds):
+            runs.append(run_one(task, strategy, seed, args))
+            _record(runs, by, n, out, t0, args, argv, budget)
+    finally:
+        shutil.rmtree(SCRATCH, ignore_errors=True)
     summaries = {t: {s: stats(rs) for s, rs in g.items()} for t, g in by.items()}
     sections = [f"**{task}**\n\n{table(summary)}" for task, summary in summaries.items()]
     checks = [v for task, summary in summaries.items() for v in verdicts(task, summary)]
