@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from hpo.lease import DriverGone, Watch
 from hpo.liveness import fail_orphans
 from hpo.queue import counts
-from hpo.records import ATTR
+from hpo.records import ATTR, learning_since
 from hpo.runner import worker
 from hpo.settings import Settings
 from hpo.storage import open_storage, parent_attrs, read_rounds, trials_frame
@@ -86,7 +86,14 @@ def _take_trials(study: Settings, storage, poll: float, log: Callable[[str], Any
             job = (
                 study.confirm_job(k, r.study_name)
                 if r.confirm
-                else study.round_job(k, r.space, near, trials_frame(storage, study.name), r.learns)
+                else study.round_job(
+                    k,
+                    r.space,
+                    near,
+                    trials_frame(storage, study.name),
+                    r.learns,
+                    learning_since(rounds, k),
+                )
             )
             ran += worker(job, len(r.candidates) or study.trials)
             continue

@@ -26,7 +26,16 @@ from hpo.distributed import wait_for_round
 from hpo.liveness import fail_orphans
 from hpo.narrowing import converged, narrow
 from hpo.queue import RoundStudy, counts, fill_candidates, replace_failed
-from hpo.records import ATTR, FINISHED, Best, RoundRecord, TrialStatus, best_of, to_json
+from hpo.records import (
+    ATTR,
+    FINISHED,
+    Best,
+    RoundRecord,
+    TrialStatus,
+    best_of,
+    learning_since,
+    to_json,
+)
 from hpo.result import Interrupted, StudyError, load_result
 from hpo.runner import is_worker_death, run_workers, shutdown_pool
 from hpo.settings import Settings
@@ -170,7 +179,8 @@ class Driver:
             refill = lambda: fill_candidates(rs, list(record.candidates), s.max_failures)  # noqa: E731
         else:
             trials = trials_frame(self.storage, s.name) if s.sampler == "tpe" else None
-            job = s.round_job(k, record.space, near, trials, record.learns)
+            since = learning_since(self.rounds(), k)
+            job = s.round_job(k, record.space, near, trials, record.learns, since)
             n = s.trials
             refill = lambda: replace_failed(rs, n, s.max_failures)  # noqa: E731
         job = self.budget.limit(job)

@@ -29,6 +29,7 @@ __all__ = [
     "holm_levels",
     "numeric_evidence",
     "ranges_no_better",
+    "stands_out",
     "tested_param",
     "worse_than",
 ]
@@ -122,6 +123,20 @@ def tested_param(name, param, col, score, k, policy, m: int) -> Tested:
     # enough shuffles that the smallest p-value can pass Holm's strictest level, alpha / 2m
     perms = max(policy.permutations, math.ceil(8 * m / policy.alpha))
     return Tested(name, x[ok], t, top, numeric_evidence(t, score[ok], top, perms))
+
+
+STANDOUT = 5.0  # robust sds above the round's median: no noise in a round of trials gets there
+
+
+def stands_out(score: np.ndarray) -> bool:
+    """Whether the round's best score stands far out of its noise (median + 5 robust sd, the
+    sd from the median absolute deviation; noise-free scores: any score above the median): a
+    real effect, even when too few trials share it for a test on any one parameter to pass."""
+    if len(score) < 4:
+        return False
+    median = float(np.median(score))
+    noise = 1.4826 * float(np.median(np.abs(score - median)))
+    return bool(np.max(score) > median + STANDOUT * noise)
 
 
 def holm_levels(tested: Mapping[str, Tested], alpha: float) -> dict[str, float]:

@@ -3,7 +3,9 @@
 Each round is its own Optuna study, so a TPE sampler left to itself would start every round from
 scratch (its first 10 trials random). Instead, a TPE trial of round k samples from a throw-away
 in-memory study that holds the finished trials of the earlier rounds lying inside round k's
-ranges, plus round k's own trials so far (running ones as running, for the constant liar). The
+ranges, plus round k's own trials so far (running ones as running, for the constant liar). After
+a widening (the ranges were found wrong) the trials of the rounds before it are forgotten, but
+for their exploration trials: they crowd the region left and would pull the model back. The
 parameters it draws are then given to the real trial. Seeded by the trial's seed, the draw
 depends on (seed, round, number) and on which trials had finished, not on the worker's pid.
 
@@ -17,6 +19,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
@@ -34,14 +37,17 @@ __all__ = ["guided_params", "history", "round_observations"]
 Observation = tuple[dict[str, Any], float]  # (params, score)
 
 
-def history(trials: pd.DataFrame | None, space: SearchSpace, before: int) -> tuple:
+def history(trials: pd.DataFrame | None, space: SearchSpace, before: int, since: int = 1) -> tuple:
     """The scored trials of rounds before ``before`` whose parameters all lie inside ``space``
-    (finished: their score; diverged: the worst finished score), as (params, score) pairs."""
+    (finished: their score; diverged: the worst finished score), as (params, score) pairs; of
+    the rounds before ``since`` (ranges since found wrong), only the exploration trials."""
     if trials is None or trials.empty:
         return ()
     out = []
     for row in trials[trials["round"] < before].itertuples(index=False):
         row = row._asdict()
+        if row["round"] < since and not _true(row.get("explore")):
+            continue
         if row["status"] == TrialStatus.FINISHED and math.isfinite(row["value"]):
             score = float(row["value"])
         elif row["status"] == TrialStatus.DIVERGED:
@@ -53,6 +59,11 @@ def history(trials: pd.DataFrame | None, space: SearchSpace, before: int) -> tup
             out.append((params, score))
     # diverged trials alone carry no score to rank them below
     return tuple(out) if any(math.isfinite(v) for _, v in out) else ()
+
+
+def _true(flag: Any) -> bool:
+    """A trials-table flag (True, False, or NaN / None where the trial has no such mark)."""
+    return isinstance(flag, bool | np.bool_) and bool(flag)
 
 
 def _inside(space: SearchSpace, row: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -7,9 +7,12 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
 - When the score climbs toward an edge, the range moves past it by at least a whole width, in
   steps that double while the climb goes on (6-5's best learning rates sit above its start).
 - A best trial that crowds an edge means the optimum is not bracketed yet: that side moves out.
-- A categorical choice is dropped only when enough of its trials score clearly worse.
+- A categorical choice is dropped only when enough of its trials score clearly worse (at
+  alpha / 2m over m parameters).
 - The parameters are tested together (Holm's step-down): noise parameters do not add up to a
   false lead.
+- A signal (a parameter's own test at alpha, or a trial far out of the round's noise) lets the
+  next round's trials learn from the scores (hpo.records.RoundRecord.learns); it narrows nothing.
 - When no parameter shows evidence and the ranges' trials score no better than the exploration
   trials (drawn from the hard limits), or an exploration trial beat them all, the ranges are
   wrong: they widen toward the hard limits. The best trial so far (``incumbent``) always stays
@@ -28,7 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpo.evidence import Tested, holm_levels, ranges_no_better, tested_param, worse_than
+from hpo.evidence import (
+    Tested,
+    holm_levels,
+    ranges_no_better,
+    stands_out,
+    tested_param,
+    worse_than,
+)
 from hpo.ranges import as_float, reason_of, rebuild, relative_change, scale
 from hpo.records import PARAM_PREFIX, Change, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
@@ -123,7 +133,7 @@ def narrow(
             col = scored[column].tolist()
             if isinstance(param, Categorical):
                 changes[name], evidence[name] = _categorical(
-                    name, param, col, score, policy, incumbent.get(name, _NONE)
+                    name, param, col, score, policy, incumbent.get(name, _NONE), len(space)
                 )
             else:
                 tested[name] = tested_param(name, param, col, score, k, policy, len(space))
@@ -136,14 +146,16 @@ def narrow(
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
         changes = {n: _widen(c, why) for n, c in changes.items()}
     changes = {n: _holding(c, incumbent.get(n, _NONE)) for n, c in changes.items()}
-    # a signal: the parameter's own test passes at alpha before Holm's correction (what a
-    # model-based sampler may learn from, hpo.records.RoundRecord.learns)
+    # a signal (what a model-based sampler may learn from, hpo.records.RoundRecord.learns):
+    # the parameter's own test passes at alpha before Holm's correction, or a trial stands far
+    # out of the round's noise
     signal = {n: t.ev is not None and t.ev.significant(policy.alpha) for n, t in tested.items()}
+    standout = n >= policy.min_trials and stands_out(score)
     changes = {
         n: dataclasses.replace(
             c,
             evidence=evidence.get(n, False),
-            signal=evidence.get(n, False) or signal.get(n, False),
+            signal=standout or evidence.get(n, False) or signal.get(n, False),
         )
         for n, c in changes.items()
     }
@@ -174,9 +186,17 @@ def _top_count(score: np.ndarray, policy: NarrowingPolicy) -> int:
 
 
 def _categorical(
-    name: str, param: Categorical, labels: list[Any], score: np.ndarray, policy, incumbent: Any
+    name: str,
+    param: Categorical,
+    labels: list[Any],
+    score: np.ndarray,
+    policy,
+    incumbent: Any,
+    m: int = 1,
 ) -> tuple[Change, bool]:
-    """Drop a choice only when enough of its trials score clearly below the best choice's."""
+    """Drop a choice only when enough of its trials score clearly below the best choice's: at
+    alpha / 2m for m parameters in the space (Bonferroni's), so that a noise round rarely drops
+    any choice."""
     member = [[Categorical((c,)).contains(v) for v in labels] for c in param.choices]
     if not any(map(any, member)):
         return Change(name, param, param, "kept", "kept: no trial used a known choice"), False
@@ -184,6 +204,7 @@ def _categorical(
     b = next(j for j, m in enumerate(member) if m[best])
     rival = score[np.array(member[b])]
     dropped, notes, evidence, unjudged = {}, [], False, False
+    level = policy.alpha / (2 * m)
     for j, c in enumerate(param.choices):
         if j == b:
             continue
@@ -192,9 +213,9 @@ def _categorical(
             notes.append(f"{c!r} {len(mine)} trials")
             unjudged = True
             continue
-        p = worse_than(mine, rival, policy.permutations)
+        p = worse_than(mine, rival, max(policy.permutations, math.ceil(8 * m / policy.alpha)))
         gap = float(np.median(rival) - np.median(mine))
-        clear = p < policy.alpha / 2 and gap >= 0.1 * float(np.ptp(score))  # a gap that matters
+        clear = p < level and gap >= 0.1 * float(np.ptp(score))  # a gap that matters
         evidence |= clear
         if clear and not (incumbent is not _NONE and _same_choice(c, incumbent)):
             dropped[j] = f"{c!r} ({len(mine)} trials, median {np.median(mine):.3g}, p={p:.3f})"
@@ -203,7 +224,7 @@ def _categorical(
     lead = f"best choice {param.choices[b]!r} (median {np.median(rival):.3g})"
     if not dropped:
         why = f"kept: no choice is clearly worse than the {lead}"
-        need = f"need {policy.min_choice_trials} trials each"
+        need = f"need p < {level:.2g} and {policy.min_choice_trials} trials each"
         detail = f"{why}: {'; '.join(notes)} ({need})"
         return Change(name, param, param, "kept", detail, settled=not unjudged), evidence
     keep = tuple(c for j, c in enumerate(param.choices) if j not in dropped)
@@ -277,7 +298,7 @@ def _widen(change: Change, why: str) -> Change:
         f"no parameter beats the round's noise and {why}: "
         "widened one width on each side toward the hard limits"
     )
-    return Change(change.name, param, new, reason_of(param, new), detail)
+    return Change(change.name, param, new, reason_of(param, new), detail, widened=True)
 
 
 def _holding(change: Change, value: Any) -> Change:

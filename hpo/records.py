@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -131,7 +131,10 @@ class Change:
     trend: int = 0  # +1 / -1: moved up / down because the score climbs toward that edge
     settled: bool = False  # kept on evidence (not for the lack of it): the search converged
     evidence: bool = False  # the round's scores showed this parameter matters (hpo.evidence)
-    signal: bool = False  # its own test passed, before the correction over all the parameters
+    # its own test passed before the correction over all the parameters, or a trial of the round
+    # stood far out of its noise (hpo.evidence.stands_out): something a model can learn from
+    signal: bool = False
+    widened: bool = False  # no evidence and the ranges looked wrong: widened toward the limits
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -145,9 +148,9 @@ class Change:
     def from_dict(cls, d: Mapping[str, Any]) -> Change:
         """Inverse of :meth:`to_dict`."""
         old, new = param_from_dict(d["old"]), param_from_dict(d["new"])
-        trend, settled = int(d.get("trend", 0)), bool(d.get("settled", False))
-        evidence, signal = bool(d.get("evidence", False)), bool(d.get("signal", False))
-        return cls(d["name"], old, new, d["reason"], d["detail"], trend, settled, evidence, signal)
+        trend = int(d.get("trend", 0))
+        flags = {k: bool(d.get(k, False)) for k in ("settled", "evidence", "signal", "widened")}
+        return cls(d["name"], old, new, d["reason"], d["detail"], trend, **flags)
 
 
 @dataclass(frozen=True)
@@ -169,9 +172,15 @@ class RoundRecord:
 
     @property
     def learns(self) -> bool:
-        """Whether a model-based sampler may learn from the trials so far: round 1, or a round
-        whose narrowing found a signal for some parameter (otherwise it would model noise)."""
+        """Whether the round's trials may learn from the scores so far (a model-based sampler,
+        the local trials near the best): round 1, or a round whose narrowing found a signal
+        (otherwise they would model noise, or refine around a noise winner)."""
         return not self.changes or any(c.signal for c in self.changes.values())
+
+    @property
+    def widened(self) -> bool:
+        """The narrowing before this round found the ranges wrong and widened them."""
+        return any(c.widened for c in self.changes.values())
 
     @property
     def label(self) -> str:
@@ -179,7 +188,7 @@ class RoundRecord:
         return "confirm" if self.confirm else f"round-{self.round}"
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "round": self.round,
             "study_name": self.study_name,
             "space": self.space.to_dict(),
@@ -300,3 +309,10 @@ def spread(values) -> float | None:
 
     finite = [float(v) for v in values if math.isfinite(v)]
     return statistics.stdev(finite) if len(finite) >= 2 else None
+
+
+def learning_since(rounds: Iterable[RoundRecord], k: int) -> int:
+    """The first round whose trials (other than exploration trials) a model may learn from in
+    round ``k``: the last round up to ``k`` that widened its ranges. The trials of the ranges it
+    left are forgotten: they crowd the region found wrong and would pull a model back into it."""
+    return max((r.round for r in rounds if r.round <= k and r.widened), default=1)

@@ -201,12 +201,16 @@ class Settings:
         best: dict | None = None,
         trials: Any = None,
         learns: bool = True,
+        since: int = 1,
     ) -> RoundJob:
         """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s);
-        ``trials`` (the study's trials frame): what a TPE round learns from the earlier rounds;
-        ``learns`` False (the last narrowing found no signal): a TPE round samples at random."""
+        ``trials`` (the study's trials frame): what a TPE round learns from the earlier rounds
+        (those from ``since`` on, and every exploration trial: hpo.records.learning_since);
+        ``learns`` False (the last narrowing found no signal): a TPE round samples at random
+        and no trial is drawn near the best so far (it may be a noise winner)."""
         wide = exploration_space(self.space, space)
         sampler = self.sampler if learns or self.sampler != "tpe" else "random"
+        local = self.narrowing.local if learns and self.sampler != "grid" else 0.0
         return RoundJob(
             # a journal path made absolute: Dask workers may run in another folder (same disk)
             storage=self.storage if "://" in self.storage else str(Path(self.storage).resolve()),
@@ -224,9 +228,9 @@ class Settings:
             max_failures=self.max_failures,
             explore=0.0 if self.sampler == "grid" else self.narrowing.explore,
             explore_dict=wide.to_dict(),
-            local=0.0 if self.sampler == "grid" else self.narrowing.local,
+            local=local,
             best=best,
-            history=history(trials, wide, k) if sampler == "tpe" else (),
+            history=history(trials, wide, k, since) if sampler == "tpe" else (),
         )
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from hpo import StopPolicy, Study
 from hpo.guided import guided_params, history
-from hpo.records import Change, RoundRecord
+from hpo.records import Change, RoundRecord, learning_since
 from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
 from tests.hpo import objectives
 
@@ -74,6 +74,37 @@ def test_history_keeps_earlier_rounds_inside_the_space_and_ranks_diverged_worst(
     assert history(None, SPACE, 2) == () and history(trials, SPACE, 1) == ()
 
 
+def test_ranges_found_wrong_are_forgotten_but_their_exploration_trials_kept():
+    """After a widening (round 3 here), a model learns from round 3 on and from the exploration
+    trials of every round: the trials of the ranges it left crowd the region found wrong."""
+    trials = pd.DataFrame(
+        {
+            "round": [1, 1, 2, 2, 3],
+            "status": ["finished"] * 5,
+            "value": [0.1, 0.2, 0.3, 0.4, 0.5],
+            "explore": [False, True, None, True, False],
+            "params_x": [0.1, 0.2, 0.3, 0.4, 0.5],
+            "params_lr": [1e-3] * 5,
+            "params_act": ["a"] * 5,
+        }
+    )
+    assert [p["x"] for p, _ in history(trials, SPACE, before=4)] == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert [p["x"] for p, _ in history(trials, SPACE, before=4, since=3)] == [0.2, 0.4, 0.5]
+
+    p = Uniform(0.0, 1.0, limits=(0.0, 2.0))
+    wide = Uniform(0.0, 2.0, limits=(0.0, 2.0))
+    kept = {"x": Change("x", p, p, "kept", "kept")}
+    widened = {"x": Change("x", p, wide, "extended", "widened", widened=True)}
+    records = [
+        RoundRecord(1, "s-1", SPACE),
+        RoundRecord(2, "s-2", SPACE, kept),
+        RoundRecord(3, "s-3", SPACE, widened),
+        RoundRecord(4, "s-4", SPACE, kept),
+    ]
+    assert [learning_since(records, k) for k in (1, 2, 3, 4)] == [1, 1, 3, 3]
+    assert RoundRecord.from_dict(records[2].to_dict()).widened and not records[3].widened
+
+
 def test_int_params_come_back_as_ints():
     space = SearchSpace(n=IntRange(4, 512, log=True))
     seen = [({"n": int(v)}, -abs(math.log2(v / 64))) for v in (4, 8, 16, 32, 64, 128, 256, 512) * 2]
@@ -94,6 +125,9 @@ def test_a_round_after_no_evidence_samples_at_random():
     assert study.settings.sampler == "tpe"  # the default
     assert s.round_job(2, SPACE, learns=False).sampler == "random"
     assert s.round_job(2, SPACE).sampler == "tpe"
+    # nor are trials drawn near the best so far, which may be a noise winner
+    assert s.round_job(2, SPACE, learns=False).local == 0.0
+    assert s.round_job(2, SPACE).local == s.narrowing.local > 0
     assert Change.from_dict(change(True).to_dict()).evidence
     assert Change.from_dict(change(True).to_dict()).signal
 
