@@ -125,11 +125,11 @@ def tested_param(name, param, col, score, k, policy, m: int) -> Tested:
     return Tested(name, x[ok], t, top, numeric_evidence(t, score[ok], top, perms))
 
 
-STANDOUT = 5.0  # robust sds above the round's median: no noise in a round of trials gets there
+STANDOUT = 4.0  # robust sds above the round's median (pure Gaussian noise, 30 trials: 2% of rounds)
 
 
 def stands_out(score: np.ndarray) -> bool:
-    """Whether the round's best score stands far out of its noise (median + 5 robust sd, the
+    """Whether the round's best score stands far out of its noise (median + 4 robust sd, the
     sd from the median absolute deviation; noise-free scores: any score above the median): a
     real effect, even when too few trials share it for a test on any one parameter to pass."""
     if len(score) < 4:
