@@ -8,7 +8,9 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
   steps that double while the climb goes on (6-5's best learning rates sit above its start).
 - A best trial that crowds an edge means the optimum is not bracketed yet: that side moves out.
 - A categorical choice is dropped only when enough of its trials score clearly worse (at
-  alpha / 2m over m parameters).
+  alpha / 2m over m parameters). While a choice is kept, the numeric ranges keep the region
+  where its best trial lies (when it ranks in the round's better half): adam's best lr is not
+  sgd's.
 - The parameters are tested together (Holm's step-down): noise parameters do not add up to a
   false lead.
 - A signal (a parameter's own test at alpha, or a trial far out of the round's noise) lets the
@@ -139,9 +141,13 @@ def narrow(
                 tested[name] = tested_param(name, param, col, score, k, policy, len(space))
         if why:
             changes[name] = Change(name, param, param, "kept", f"kept: {why}")
+    rivals = _rival_bests(space, changes, scored)
     for name, alpha in holm_levels(tested, policy.alpha).items():
         trends = [h[name].trend for h in history if name in h]
-        changes[name], evidence[name] = _numeric(space[name], tested[name], alpha, policy, trends)
+        also = scored[PARAM_PREFIX + name].iloc[rivals].tolist()
+        changes[name], evidence[name] = _numeric(
+            space[name], tested[name], alpha, policy, trends, also
+        )
     changes = {name: changes[name] for name in space}  # in the space's order
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
         changes = {n: _widen(c, why) for n, c in changes.items()}
@@ -236,7 +242,30 @@ def _same_choice(a: Any, b: Any) -> bool:
     return Categorical((a,)).contains(b)
 
 
-def _numeric(param: Param, tested: Tested, alpha: float, policy, trends) -> tuple[Change, bool]:
+def _rival_bests(space: SearchSpace, changes: Mapping[str, Change], scored) -> list[int]:
+    """Rows (in ranked order) of the best trial of each choice a categorical keeps, among the
+    round's better half: a numeric range narrowed around the leading choice's best trials alone
+    would leave out the region where another choice does best (adam's lr is not sgd's)."""
+    rows: set[int] = set()
+    half = len(scored) // 2
+    for name, param in space.items():
+        kept = changes.get(name)
+        column = PARAM_PREFIX + name
+        if not isinstance(param, Categorical) or kept is None or column not in scored.columns:
+            continue
+        if len(kept.new.choices) < 2:
+            continue
+        labels = scored[column].tolist()
+        for c in kept.new.choices:
+            i = next((i for i, v in enumerate(labels) if _same_choice(c, v)), None)
+            if i is not None and 0 < i < half:
+                rows.add(i)
+    return sorted(rows)
+
+
+def _numeric(
+    param: Param, tested: Tested, alpha: float, policy, trends, also=()
+) -> tuple[Change, bool]:
     """Narrow on evidence: keep without it, climb past an edge on a trend, else the 6-5 rule."""
     name, ev, t, top = tested.name, tested.ev, tested.t, tested.top
     if ev is None:
@@ -255,7 +284,7 @@ def _numeric(param: Param, tested: Tested, alpha: float, policy, trends) -> tupl
         direction = 1 if up else -1
         streak = next((i for i, d in enumerate(reversed(trends)) if d != direction), len(trends))
         return _climb(name, param, t[:top], direction, streak, ev, policy), True
-    change = _narrow_numeric(name, param, tested.x[:top].tolist(), policy)
+    change = _narrow_numeric(name, param, tested.x[:top].tolist() + list(also), policy)
     evidence = f" (evidence p={ev.p:.3f})" if alpha < 1 else ""
     detail = change.detail + evidence
     return dataclasses.replace(change, detail=detail, settled=change.reason == "kept"), True

@@ -415,3 +415,26 @@ def test_a_trial_far_out_of_the_noise_is_a_signal_but_narrows_nothing():
     new, hit = narrow(space, pd.DataFrame({"value": value, "state": "COMPLETE", **cols}))
     assert all(c.signal and not c.evidence for c in hit.values())
     assert new == space
+
+
+def test_a_range_keeps_the_region_where_each_kept_choice_does_best():
+    """The top trials are all sgd near lr 0.1; adam (kept: too few trials to judge) does best
+    near 1e-3. lr narrows, but not past adam's best trial: a choice whose best lies elsewhere
+    is not lost by narrowing another parameter around the leading choice."""
+    space = SearchSpace(opt=Categorical(("sgd", "adam")), lr=LogUniform(1e-5, 1.0))
+    rng = np.random.default_rng(6)
+    lr = 10 ** rng.uniform(-5, 0, 40)
+    opt = np.where(np.arange(40) % 10 == 0, "adam", "sgd")  # 4 adam trials
+    best = np.where(opt == "adam", -3.0, -1.0)
+    value = np.exp(-0.5 * ((np.log10(lr) - best) / 0.4) ** 2) * np.where(opt == "adam", 0.7, 1)
+    value = value + 0.001 * rng.standard_normal(40)
+    trials = pd.DataFrame({"value": value, "state": "COMPLETE", "params_opt": opt, "params_lr": lr})
+    adam = trials[trials.params_opt == "adam"].sort_values("value").iloc[-1]
+    assert (trials.value > adam.value).sum() < 20  # adam's best ranks in the better half
+    new, changes = narrow(space, trials)
+    assert changes["lr"].evidence and log_width(new["lr"]) < log_width(space["lr"])
+    assert new["opt"] == space["opt"] and new["lr"].contains(adam.params_lr)
+    # with adam gone from the space's choices the same trials narrow lr past it
+    sgd_only = trials[trials.params_opt == "sgd"]
+    new_sgd, _ = narrow(space, sgd_only)
+    assert not new_sgd["lr"].contains(adam.params_lr)
