@@ -17,6 +17,12 @@ reports as best, so a lucky noisy trial earns nothing.
            the categorical early on sgd/momentum loses the best branch.
   sixfive  a smooth 6-5 surrogate: a long rising slope in lr to 0.05, a cliff to 0.1 (diverged)
            above 0.5; weight decay is a plateau below 1e-4 and hurts above 1e-3.
+  sharp    a sharp optimum inside the starting ranges (lr within 0.15 decade of 3e-4, width
+           tied to the layer count): 30 random trials rarely see it, so round 1 looks like noise.
+  choice   the best choice ('b', 1.0) needs a batch size 3 doublings above the starting range,
+           while the other ('a', 0.8) peaks inside it: narrowing on 'a' misses 'b'.
+
+sharp and choice were added after the rules were chosen on the first five (out-of-sample checks).
 
 Strategies (default budget 120 trials, 2 workers, no tracking, stopping on unchanged ranges off):
 random-start / random-limits / tpe-limits (one round over the starting ranges or the hard
@@ -97,6 +103,20 @@ def sixfive(p: dict) -> float:
     return 0.1 + 0.9 * slope * decay
 
 
+def sharp(p: dict) -> float:
+    d = math.log2(p["width"] / (32 * p["layers"]))
+    return _bump(math.log10(p["lr"] / 3e-4), 0.15) * _bump(d, 0.7) * _bump(p["layers"] - 4, 1.5)
+
+
+def choice(p: dict) -> float:
+    best_batch, peak = {"a": (16, 0.8), "b": (2048, 1.0)}[p["kind"]]
+    return (
+        peak
+        * _bump(math.log2(p["batch"] / best_batch), 1.0)
+        * _bump(math.log10(p["lr"] / 1e-2), 0.7)
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """A picklable objective ``f(params, ctx)``: ``value(params)`` plus N(0, sd) seeded by the
@@ -162,6 +182,24 @@ SPACES = {  # name: (value, starting space, a configuration where value == 1.0)
             weight_decay=LogUniform(1e-8, 1e-4, limits=(1e-10, 1.0)),
         ),
         {"lr": 0.05, "weight_decay": 1e-6},  # any weight decay <= 1e-4 scores 1.0 too
+    ),
+    "sharp": (
+        sharp,
+        SearchSpace(
+            lr=LogUniform(1e-6, 1e-1, limits=(1e-8, 10.0)),
+            width=IntRange(8, 1024, log=True, limits=(4, 4096)),
+            layers=IntRange(1, 8, limits=(1, 12)),
+        ),
+        {"lr": 3e-4, "width": 128, "layers": 4},
+    ),
+    "choice": (
+        choice,
+        SearchSpace(
+            kind=Categorical(("a", "b")),
+            batch=IntRange(8, 256, log=True, limits=(1, 8192)),
+            lr=LogUniform(1e-4, 1.0, limits=(1e-7, 10.0)),
+        ),
+        {"kind": "b", "batch": 2048, "lr": 1e-2},
     ),
 }
 TASKS = {

@@ -51,3 +51,7 @@ def test_optimum_outside_or_at_the_edge_of_the_starting_range_where_intended():
     assert TASKS["inside"].space["lr"].contains(1e-3)
     lr = TASKS["branch"].space["lr"]
     assert lr.contains(1e-3) and math.log10(1e-3 / lr.low) < 0.1 * math.log10(lr.high / lr.low)
+    assert all(TASKS["sharp"].space[k].contains(v) for k, v in TASKS["sharp"].optimum.items())
+    assert not TASKS["choice"].space["batch"].contains(2048)
+    assert TASKS["choice"].space["batch"].contains(16)  # the runner-up's peak (0.8) is inside
+    assert TASKS["choice"].value({"kind": "a", "batch": 16, "lr": 1e-2}) == 0.8
