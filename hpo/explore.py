@@ -4,7 +4,8 @@ Exploration trials are drawn from the hard limits, so an optimum outside a misle
 found even when the round's own trials say nothing. Local trials are drawn close to the best trial
 so far (inside the round's ranges), so a good region is refined, not only sampled. Which trials
 are which is a function of the trial number (reproducible, resume-safe): of a round's first N
-trials, floor(N x share) of each kind, spread evenly.
+trials, floor(N x share) exploration trials and N x share rounded local ones, spread evenly (a
+local slot that falls on an exploration trial moves to the next trial).
 """
 
 from __future__ import annotations
@@ -26,13 +27,25 @@ def is_exploration(number: int, share: float) -> bool:
 
 
 def trial_kind(number: int, explore: float, local: float) -> str:
-    """``explore``, ``local`` or ``round`` (sampled by the round's sampler) for trial ``number``."""
+    """``explore``, ``local`` or ``round`` (sampled by the round's sampler) for trial ``number``.
+    A local slot that falls on an exploration trial moves to the next trial that is not one."""
     if is_exploration(number, explore):
         return "explore"
-    half = 0.5  # local trials sit between the exploration ones
-    if local > 0 and math.floor((number + 1) * local + half) > math.floor(number * local + half):
-        return "local"
+    if local <= 0:
+        return "round"
+    owed = 0
+    for i in range(number + 1):
+        owed += _local_slot(i, local)
+        if owed and not is_exploration(i, explore):
+            if i == number:
+                return "local"
+            owed -= 1
     return "round"
+
+
+def _local_slot(number: int, share: float) -> bool:
+    half = 0.5  # local slots sit between the exploration ones
+    return math.floor((number + 1) * share + half) > math.floor(number * share + half)
 
 
 def local_params(space: SearchSpace, best: dict, rng) -> dict:
