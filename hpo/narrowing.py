@@ -33,14 +33,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpo.evidence import (
-    Tested,
-    holm_levels,
-    ranges_no_better,
-    stands_out,
-    tested_param,
-    worse_than,
-)
+from hpo.categorical import NONE, narrow_categorical, rival_bests, same_choice
+from hpo.evidence import Tested, holm_levels, ranges_no_better, stands_out, tested_param
 from hpo.ranges import as_float, reason_of, rebuild, relative_change, scale
 from hpo.records import PARAM_PREFIX, Change, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
@@ -134,14 +128,14 @@ def narrow(
             why = ""
             col = scored[column].tolist()
             if isinstance(param, Categorical):
-                changes[name], evidence[name] = _categorical(
-                    name, param, col, score, policy, incumbent.get(name, _NONE), len(space)
+                changes[name], evidence[name] = narrow_categorical(
+                    name, param, col, score, policy, incumbent.get(name, NONE), len(space)
                 )
             else:
                 tested[name] = tested_param(name, param, col, score, k, policy, len(space))
         if why:
             changes[name] = Change(name, param, param, "kept", f"kept: {why}")
-    rivals = _rival_bests(space, changes, scored)
+    rivals = rival_bests(space, changes, scored)
     for name, alpha in holm_levels(tested, policy.alpha).items():
         trends = [h[name].trend for h in history if name in h]
         also = scored[PARAM_PREFIX + name].iloc[rivals].tolist()
@@ -151,7 +145,7 @@ def narrow(
     changes = {name: changes[name] for name in space}  # in the space's order
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
         changes = {n: _widen(c, why) for n, c in changes.items()}
-    changes = {n: _holding(c, incumbent.get(n, _NONE)) for n, c in changes.items()}
+    changes = {n: _holding(c, incumbent.get(n, NONE)) for n, c in changes.items()}
     # a signal (what a model-based sampler may learn from, hpo.records.RoundRecord.learns):
     # the parameter's own test passes at alpha before Holm's correction, or a trial stands far
     # out of the round's noise
@@ -166,9 +160,6 @@ def narrow(
         for n, c in changes.items()
     }
     return space.replace(**{name: c.new for name, c in changes.items()}), changes
-
-
-_NONE = object()  # no incumbent value for a parameter
 
 
 def converged(changes: Mapping[str, Change] | Iterable[Change]) -> bool:
@@ -189,78 +180,6 @@ def _top_count(score: np.ndarray, policy: NarrowingPolicy) -> int:
     noise = 1.4826 * float(np.median(np.abs(score - median)))
     above = int(np.sum(score > median + 3 * noise))
     return most if above == 0 else min(most, max(above, min(policy.min_top, n)))
-
-
-def _categorical(
-    name: str,
-    param: Categorical,
-    labels: list[Any],
-    score: np.ndarray,
-    policy,
-    incumbent: Any,
-    m: int = 1,
-) -> tuple[Change, bool]:
-    """Drop a choice only when enough of its trials score clearly below the best choice's: at
-    alpha / 2m for m parameters in the space (Bonferroni's), so that a noise round rarely drops
-    any choice."""
-    member = [[Categorical((c,)).contains(v) for v in labels] for c in param.choices]
-    if not any(map(any, member)):
-        return Change(name, param, param, "kept", "kept: no trial used a known choice"), False
-    best = next(i for i in range(len(labels)) if any(m[i] for m in member))
-    b = next(j for j, m in enumerate(member) if m[best])
-    rival = score[np.array(member[b])]
-    dropped, notes, evidence, unjudged = {}, [], False, False
-    level = policy.alpha / (2 * m)
-    for j, c in enumerate(param.choices):
-        if j == b:
-            continue
-        mine = score[np.array(member[j])]
-        if min(len(mine), len(rival)) < policy.min_choice_trials:
-            notes.append(f"{c!r} {len(mine)} trials")
-            unjudged = True
-            continue
-        p = worse_than(mine, rival, max(policy.permutations, math.ceil(8 * m / policy.alpha)))
-        gap = float(np.median(rival) - np.median(mine))
-        clear = p < level and gap >= 0.1 * float(np.ptp(score))  # a gap that matters
-        evidence |= clear
-        if clear and not (incumbent is not _NONE and _same_choice(c, incumbent)):
-            dropped[j] = f"{c!r} ({len(mine)} trials, median {np.median(mine):.3g}, p={p:.3f})"
-        else:
-            notes.append(f"{c!r} p={p:.2f}")
-    lead = f"best choice {param.choices[b]!r} (median {np.median(rival):.3g})"
-    if not dropped:
-        why = f"kept: no choice is clearly worse than the {lead}"
-        need = f"need p < {level:.2g} and {policy.min_choice_trials} trials each"
-        detail = f"{why}: {'; '.join(notes)} ({need})"
-        return Change(name, param, param, "kept", detail, settled=not unjudged), evidence
-    keep = tuple(c for j, c in enumerate(param.choices) if j not in dropped)
-    detail = f"dropped {', '.join(dropped.values())}: clearly below the {lead}"
-    return Change(name, param, Categorical(keep), "shrunk", detail), True
-
-
-def _same_choice(a: Any, b: Any) -> bool:
-    return Categorical((a,)).contains(b)
-
-
-def _rival_bests(space: SearchSpace, changes: Mapping[str, Change], scored) -> list[int]:
-    """Rows (in ranked order) of the best trial of each choice a categorical keeps, among the
-    round's better half: a numeric range narrowed around the leading choice's best trials alone
-    would leave out the region where another choice does best (adam's lr is not sgd's)."""
-    rows: set[int] = set()
-    half = len(scored) // 2
-    for name, param in space.items():
-        kept = changes.get(name)
-        column = PARAM_PREFIX + name
-        if not isinstance(param, Categorical) or kept is None or column not in scored.columns:
-            continue
-        if len(kept.new.choices) < 2:
-            continue
-        labels = scored[column].tolist()
-        for c in kept.new.choices:
-            i = next((i for i, v in enumerate(labels) if _same_choice(c, v)), None)
-            if i is not None and 0 < i < half:
-                rows.add(i)
-    return sorted(rows)
 
 
 def _numeric(
@@ -333,12 +252,12 @@ def _widen(change: Change, why: str) -> Change:
 def _holding(change: Change, value: Any) -> Change:
     """The new range, stretched to keep the best trial so far inside it."""
     new = change.new
-    if value is _NONE or new.contains(value):
+    if value is NONE or new.contains(value):
         return change
     if isinstance(new, Categorical):
         if not change.old.contains(value):
             return change
-        keep = tuple(c for c in change.old.choices if new.contains(c) or _same_choice(c, value))
+        keep = tuple(c for c in change.old.choices if new.contains(c) or same_choice(c, value))
         new = Categorical(keep)
     else:
         v = as_float(value)

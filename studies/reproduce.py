@@ -47,9 +47,12 @@ def free_name(study: Study) -> Study:
 
 
 def progress(p) -> None:
-    if p.event in ("round_end", "final"):
+    """One line per round (the confirmation round by that name); the final event repeats the
+    last round's figures, so it prints nothing."""
+    if p.event == "round_end":
         best = "-" if p.best is None else f"{p.best:.4f}"
-        print(f"  round {p.round}/{p.rounds}: {p.done} done, best {best}, {p.elapsed:.0f} s")
+        where = "confirmation" if p.confirm else f"round {p.round}/{p.rounds}"
+        print(f"  {where}: {p.done} done, best {best}, {p.elapsed:.0f} s")
 
 
 def run(study: Study):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -55,3 +56,11 @@ def test_optimum_outside_or_at_the_edge_of_the_starting_range_where_intended():
     assert not TASKS["choice"].space["batch"].contains(2048)
     assert TASKS["choice"].space["batch"].contains(16)  # the runner-up's peak (0.8) is inside
     assert TASKS["choice"].value({"kind": "a", "batch": 16, "lr": 1e-2}) == 0.8
+
+
+def test_false_leads_counts_the_narrowings_of_a_noise_study(capsys):
+    from studies.false_leads import main
+
+    assert main(["--studies", "1", "--sampler", "random"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(r"sampler random: evidence after [0-3] of 3 narrowings", last), last

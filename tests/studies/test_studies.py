@@ -100,3 +100,21 @@ def test_six_five_remembers_its_data_so_resume_rebuilds_the_same_objective(monke
     assert other.dataset == "digits" and other.fixed["data"] == "digits"
     assert other.objective.data.X_train.shape[1] == 64  # 8 x 8 digits, not 28 x 28 images
     assert os.environ.get("HPO_DATASET") == before  # restored after loading
+
+
+def test_reproduce_prints_one_line_per_round_and_names_the_confirmation(capsys):
+    from types import SimpleNamespace
+
+    from studies.reproduce import progress
+
+    def event(name, k, confirm=False):
+        return SimpleNamespace(
+            event=name, round=k, rounds=2, done=3, best=0.5, elapsed=1.0, confirm=confirm
+        )
+
+    for e in (event("round_end", 2), event("round_end", 3, True), event("final", 3, True)):
+        progress(e)
+    assert capsys.readouterr().out.splitlines() == [
+        "  round 2/2: 3 done, best 0.5000, 1 s",
+        "  confirmation: 3 done, best 0.5000, 1 s",
+    ]
