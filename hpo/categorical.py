@@ -5,13 +5,12 @@ its best trial lies.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from hpo.evidence import worse_than
+from hpo.evidence import shuffles, worse_than
 from hpo.records import PARAM_PREFIX, Change
 from hpo.space import Categorical, SearchSpace
 
@@ -39,7 +38,7 @@ def narrow_categorical(
     b = next(j for j, m in enumerate(member) if m[best])
     rival = score[np.array(member[b])]
     dropped, notes, evidence, unjudged = {}, [], False, False
-    level = policy.alpha / (2 * n_params)
+    level, perms = policy.alpha / (2 * n_params), shuffles(policy, n_params)
     for j, c in enumerate(param.choices):
         if j == b:
             continue
@@ -48,9 +47,7 @@ def narrow_categorical(
             notes.append(f"{c!r} {len(mine)} trials")
             unjudged = True
             continue
-        p = worse_than(
-            mine, rival, max(policy.permutations, math.ceil(8 * n_params / policy.alpha))
-        )
+        p = worse_than(mine, rival, perms)
         gap = float(np.median(rival) - np.median(mine))
         clear = p < level and gap >= 0.1 * float(np.ptp(score))  # a gap that matters
         evidence |= clear

@@ -27,8 +27,10 @@ __all__ = [
     "NumericEvidence",
     "Tested",
     "holm_levels",
+    "noise_floor",
     "numeric_evidence",
     "ranges_no_better",
+    "shuffles",
     "stands_out",
     "tested_param",
     "worse_than",
@@ -120,9 +122,20 @@ def tested_param(name, param, col, score, k, policy, m: int) -> Tested:
     top = min(k, int(ok[:k].sum()) or 1)
     if ok.sum() < policy.min_trials:
         return Tested(name, x[ok], t, top)
-    # enough shuffles that the smallest p-value can pass Holm's strictest level, alpha / 2m
-    perms = max(policy.permutations, math.ceil(8 * m / policy.alpha))
+    perms = shuffles(policy, m)
     return Tested(name, x[ok], t, top, numeric_evidence(t, score[ok], top, perms))
+
+
+def shuffles(policy, m: int) -> int:
+    """Permutations behind a p-value judged at a level down to alpha / 2m (Holm's strictest, or
+    a choice's): ``policy.permutations``, raised so that the smallest p-value can pass it."""
+    return max(policy.permutations, math.ceil(8 * m / policy.alpha))
+
+
+def noise_floor(score: np.ndarray) -> tuple[float, float]:
+    """The round's median score and its robust sd (1.4826 x the median absolute deviation)."""
+    median = float(np.median(score))
+    return median, 1.4826 * float(np.median(np.abs(score - median)))
 
 
 STANDOUT = 4.0  # robust sds above the round's median (pure Gaussian noise, 30 trials: 2% of rounds)
@@ -134,8 +147,7 @@ def stands_out(score: np.ndarray) -> bool:
     real effect, even when too few trials share it for a test on any one parameter to pass."""
     if len(score) < 4:
         return False
-    median = float(np.median(score))
-    noise = 1.4826 * float(np.median(np.abs(score - median)))
+    median, noise = noise_floor(score)
     return bool(np.max(score) > median + STANDOUT * noise)
 
 

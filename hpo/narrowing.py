@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hpo.categorical import NONE, narrow_categorical, rival_bests, same_choice
-from hpo.evidence import Tested, holm_levels, ranges_no_better, stands_out, tested_param
+from hpo.evidence import (
+    Tested,
+    holm_levels,
+    noise_floor,
+    ranges_no_better,
+    stands_out,
+    tested_param,
+)
 from hpo.ranges import as_float, reason_of, rebuild, relative_change, scale
 from hpo.records import PARAM_PREFIX, Change, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
@@ -144,20 +151,22 @@ def narrow(
         )
     changes = {name: changes[name] for name in space}  # in the space's order
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
-        changes = {n: _widen(c, why) for n, c in changes.items()}
-    changes = {n: _holding(c, incumbent.get(n, NONE)) for n, c in changes.items()}
+        changes = {name: _widen(c, why) for name, c in changes.items()}
+    changes = {name: _holding(c, incumbent.get(name, NONE)) for name, c in changes.items()}
     # a signal (what a model-based sampler may learn from, hpo.records.RoundRecord.learns):
     # the parameter's own test passes at alpha before Holm's correction, or a trial stands far
     # out of the round's noise
-    signal = {n: t.ev is not None and t.ev.significant(policy.alpha) for n, t in tested.items()}
+    signal = {
+        name: t.ev is not None and t.ev.significant(policy.alpha) for name, t in tested.items()
+    }
     standout = n >= policy.min_trials and stands_out(score)
     changes = {
-        n: dataclasses.replace(
+        name: dataclasses.replace(
             c,
-            evidence=evidence.get(n, False),
-            signal=standout or evidence.get(n, False) or signal.get(n, False),
+            evidence=evidence.get(name, False),
+            signal=standout or evidence.get(name, False) or signal.get(name, False),
         )
-        for n, c in changes.items()
+        for name, c in changes.items()
     }
     return space.replace(**{name: c.new for name, c in changes.items()}), changes
 
@@ -176,8 +185,7 @@ def _top_count(score: np.ndarray, policy: NarrowingPolicy) -> int:
     most = min(n, max(policy.min_top, math.ceil(round(policy.top_fraction * n, 9))))
     if n == 0:
         return 0
-    median = float(np.median(score))
-    noise = 1.4826 * float(np.median(np.abs(score - median)))
+    median, noise = noise_floor(score)
     above = int(np.sum(score > median + 3 * noise))
     return most if above == 0 else min(most, max(above, min(policy.min_top, n)))
 

@@ -63,4 +63,5 @@ def test_false_leads_counts_the_narrowings_of_a_noise_study(capsys):
 
     assert main(["--studies", "1", "--sampler", "random"]) == 0
     last = capsys.readouterr().out.splitlines()[-1]
-    assert re.fullmatch(r"sampler random: evidence after [0-3] of 3 narrowings", last), last
+    # 4 rounds: 3 narrowings, and pure noise gives evidence in at most one of them
+    assert re.fullmatch(r"sampler random: evidence after [01] of 3 narrowings", last), last
