@@ -6,17 +6,39 @@ its best trial lies.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from hpo.evidence import shuffles, worse_than
+from hpo.evidence import numeric_evidence, shuffles, worse_than
+from hpo.ranges import as_float
 from hpo.records import PARAM_PREFIX, Change
 from hpo.space import Categorical, SearchSpace
 
-__all__ = ["NONE", "narrow_categorical", "rival_bests", "same_choice"]
+__all__ = ["NONE", "Climb", "narrow_categorical", "rival_bests", "rival_climbs", "same_choice"]
 
 NONE = object()  # no incumbent value for a parameter
+
+
+@dataclass(frozen=True)
+class Climb:
+    """A choice whose own trials score higher toward one edge of a numeric range: its region
+    lies past that edge, so the evidence against it holds only inside the range."""
+
+    param: str  # the categorical
+    choice: Any
+    numeric: str  # the numeric parameter
+    direction: int  # +1: toward the upper edge, -1: the lower
+    rho: float
+    p: float
+
+    def note(self) -> str:
+        edge = "upper" if self.direction > 0 else "lower"
+        return (
+            f"{self.choice!r} trials climb toward {self.numeric}'s {edge} edge "
+            f"(rank correlation {self.rho:+.2f}, p={self.p:.3f})"
+        )
 
 
 def narrow_categorical(
@@ -27,10 +49,12 @@ def narrow_categorical(
     policy,
     incumbent: Any,
     n_params: int = 1,
+    climbs: tuple[Climb, ...] = (),
 ) -> tuple[Change, bool]:
     """Drop a choice only when enough of its trials score clearly below the best choice's: at
     alpha / 2m for the m = ``n_params`` parameters of the space (Bonferroni's), so that a noise
-    round rarely drops any choice."""
+    round rarely drops any choice; and never a choice whose own trials climb toward an edge
+    (``climbs``: its best region lies outside the ranges)."""
     member = [[Categorical((c,)).contains(v) for v in labels] for c in param.choices]
     if not any(map(any, member)):
         return Change(name, param, param, "kept", "kept: no trial used a known choice"), False
@@ -51,11 +75,17 @@ def narrow_categorical(
         gap = float(np.median(rival) - np.median(mine))
         clear = p < level and gap >= 0.1 * float(np.ptp(score))  # a gap that matters
         evidence |= clear
-        if clear and not (incumbent is not NONE and same_choice(c, incumbent)):
+        climb = next((cl for cl in climbs if same_choice(c, cl.choice)), None)
+        if clear and climb is not None:
+            notes.append(f"{c!r} below here, but its {climb.note()}")
+        elif clear and not (incumbent is not NONE and same_choice(c, incumbent)):
             dropped[j] = f"{c!r} ({len(mine)} trials, median {np.median(mine):.3g}, p={p:.3f})"
         else:
             notes.append(f"{c!r} p={p:.2f}")
     lead = f"best choice {param.choices[b]!r} (median {np.median(rival):.3g})"
+    if len(param.choices) == 1:
+        only = f"kept: {param.choices[0]!r} is the only choice left (median {np.median(rival):.3g})"
+        return Change(name, param, param, "kept", only, settled=True), False
     if not dropped:
         why = f"kept: no choice is clearly worse than the {lead}"
         need = f"need p < {level:.2g} and {policy.min_choice_trials} trials each"
@@ -89,3 +119,58 @@ def rival_bests(space: SearchSpace, changes: Mapping[str, Change], scored) -> li
             if i is not None and 0 < i < half:
                 rows.add(i)
     return sorted(rows)
+
+
+def rival_climbs(space: SearchSpace, scored, score: np.ndarray, policy) -> list[Climb]:
+    """Choices other than the leading one whose own trials' scores still rise toward an edge of a
+    numeric range past the leading choice's best trial (a Spearman trend over those trials at
+    alpha / 4m for the m (choice, range) pairs, two sides each; the choice's best trial in the
+    edge band): a choice can lose inside the ranges only because its region lies past them (a
+    large batch's best optimizer is not a small batch's). A shared optimum is no climb: past it,
+    the choice's scores fall."""
+    pairs = _pairs(space, scored, policy) if len(score) else []
+    level, perms = policy.alpha / (4 * max(len(pairs), 1)), shuffles(policy, 2 * len(pairs))
+    climbs = (_climb(space, scored, score, policy, level, perms, *pair) for pair in pairs)
+    return [c for c in climbs if c is not None]
+
+
+def _pairs(space: SearchSpace, scored, policy) -> list[tuple]:
+    """(categorical, choice, its trials, the leading choice's trials, numeric) to test."""
+    pairs = []
+    numeric = [n for n, p in space.items() if not isinstance(p, Categorical)]
+    for name, param in space.items():
+        column = PARAM_PREFIX + name
+        if not isinstance(param, Categorical) or column not in scored.columns:
+            continue
+        labels = scored[column].tolist()
+        first = next((c for c in param.choices if same_choice(c, labels[0])), NONE)
+        if first is NONE:  # the round's best trial took no known choice
+            continue
+        lead = np.array([same_choice(first, v) for v in labels])
+        for c in param.choices:
+            mine = np.array([same_choice(c, v) for v in labels])
+            if mine.sum() >= policy.min_choice_trials and c is not first:
+                pairs += [(name, c, mine, lead, n) for n in numeric]
+    return pairs
+
+
+def _climb(space, scored, score, policy, level, perms, name, c, mine, lead, num) -> Climb | None:
+    param = space[num]
+    x = np.array([as_float(v) for v in scored[PARAM_PREFIX + num]], dtype=float)
+    usable = np.isfinite(x) & ((x > 0) if param.log else True)
+    t_all = np.log10(np.where(usable, x, 1.0)) if param.log else x
+    if not (lead & usable).any():
+        return None
+    pivot = t_all[lead & usable][0]  # the leading choice's best trial
+    lo, hi = np.log10([param.low, param.high]) if param.log else (param.low, param.high)
+    band = 2 * policy.edge * (hi - lo)
+    for direction in (1, -1):  # the choice's trials past the lead's best, on each side
+        ok = mine & usable & (direction * (t_all - pivot) > 0)
+        if ok.sum() < policy.min_choice_trials:
+            continue
+        t = t_all[ok]  # ranked order: t[0] is the choice's best there
+        ev = numeric_evidence(t, score[ok], max(1, min(policy.min_top, len(t) - 1)), perms)
+        edge = t[0] >= hi - band if direction > 0 else t[0] <= lo + band
+        if ev.p_trend < level and ev.rho * direction > 0 and edge:
+            return Climb(name, c, num, direction, ev.rho, ev.p_trend)
+    return None

@@ -1,7 +1,8 @@
 """Two shares of every round's trials that the round's ranges do not decide alone.
 
-Exploration trials are drawn from the hard limits, so an optimum outside a misleading range can be
-found even when the round's own trials say nothing. Local trials are drawn close to the best trial
+Exploration trials are drawn from the hard limits and every starting choice, so an optimum outside
+a misleading range (or behind a dropped choice) can be found even when the round's own trials say
+nothing. Local trials are drawn close to the best trial
 so far (inside the round's ranges), so a good region is refined, not only sampled. Which trials
 are which is a function of the trial number (reproducible, resume-safe): of a round's first N
 trials, floor(N x share) exploration trials and N x share rounded local ones, spread evenly (a
@@ -15,7 +16,14 @@ import math
 from hpo.conditions import active
 from hpo.space import Categorical, SearchSpace
 
-__all__ = ["exploration_space", "is_exploration", "local_params", "trial_kind"]
+__all__ = [
+    "declared",
+    "declared_space",
+    "exploration_space",
+    "is_exploration",
+    "local_params",
+    "trial_kind",
+]
 
 LOCAL_SD = 0.1  # a local trial moves each parameter by N(0, 0.1 x its range width)
 LOCAL_KEEP = 0.75  # and keeps the best trial's categorical choice with this probability
@@ -71,16 +79,19 @@ def local_params(space: SearchSpace, best: dict, rng) -> dict:
     return out
 
 
-def exploration_space(start: SearchSpace, current: SearchSpace) -> SearchSpace:
+def exploration_space(
+    start: SearchSpace, current: SearchSpace, choices: bool = True
+) -> SearchSpace:
     """Where exploration trials sample: each numeric parameter over its hard limits (a log range
     without limits: its starting range widened by its width on each side; a linear one without
-    limits: its starting range); categoricals over the round's own choices (a sampler such as
-    TPE cannot take a choice the round's trials do not know)."""
+    limits: its starting range); each categorical over its starting choices, those narrowing
+    dropped included (``choices`` False: the round's own choices, for a sampler that cannot be
+    kept to a subset of the choices a round study declares)."""
     params = {}
     for name, param in current.items():
         first = start.get(name, param)
         if isinstance(param, Categorical) or isinstance(first, Categorical):
-            params[name] = param
+            params[name] = declared(first, param) if choices else param
         elif first.limits is not None:
             params[name] = first.replace_range(*first.limits)
         elif first.log:
@@ -92,3 +103,19 @@ def exploration_space(start: SearchSpace, current: SearchSpace) -> SearchSpace:
         else:
             params[name] = first
     return current.replace(**params)  # conditions kept; a choice narrowed away is no error
+
+
+def declared(first, param: Categorical) -> Categorical:
+    """The starting choices and then any other the round has: what every trial of a round study
+    declares to Optuna (one study cannot change a categorical's choices, optuna/optuna#2199)."""
+    if not isinstance(first, Categorical):
+        return param
+    more = tuple(c for c in param.choices if not first.contains(c))
+    return Categorical(first.choices + more, when=param.when)
+
+
+def declared_space(space: SearchSpace, wide: SearchSpace) -> SearchSpace:
+    """``space`` with each categorical declared with the choices it has in ``wide``."""
+    return space.replace(
+        **{n: wide[n] for n, p in space.items() if isinstance(p, Categorical) and n in wide}
+    )

@@ -10,7 +10,8 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
 - A categorical choice is dropped only when enough of its trials score clearly worse (at
   alpha / 2m over m parameters). While a choice is kept, the numeric ranges keep the region
   where its best trial lies (when it ranks in the round's better half): adam's best lr is not
-  sgd's.
+  sgd's. A choice whose own scores climb toward an edge past the leading choice's best trial
+  (its region lies outside the range) is kept, and the range reaches a width past that edge.
 - The parameters are tested together (Holm's step-down): noise parameters do not add up to a
   false lead.
 - A signal (a parameter's own test at alpha, or a trial far out of the round's noise) lets the
@@ -18,7 +19,7 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
 - When no parameter shows evidence and the ranges' trials score no better than the exploration
   trials (drawn from the hard limits), or an exploration trial beat them all, the ranges are
   wrong: they widen toward the hard limits. The best trial so far (``incumbent``) always stays
-  inside the new ranges.
+  inside the new ranges, its choice too (an exploration trial may bring a dropped one back).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpo.categorical import NONE, narrow_categorical, rival_bests, same_choice
+from hpo.categorical import NONE, narrow_categorical, rival_bests, rival_climbs, same_choice
 from hpo.evidence import (
     Tested,
     holm_levels,
@@ -125,6 +126,7 @@ def narrow(
     k = _top_count(score, policy)
     incumbent = dict(incumbent or {})
     changes, evidence, tested = {}, {}, {}
+    climbs = rival_climbs(space, scored, score, policy) if n >= policy.min_trials else []
     for name, param in space.items():
         column = PARAM_PREFIX + name
         if n < policy.min_trials:
@@ -136,7 +138,14 @@ def narrow(
             col = scored[column].tolist()
             if isinstance(param, Categorical):
                 changes[name], evidence[name] = narrow_categorical(
-                    name, param, col, score, policy, incumbent.get(name, NONE), len(space)
+                    name,
+                    param,
+                    col,
+                    score,
+                    policy,
+                    incumbent.get(name, NONE),
+                    len(space),
+                    tuple(c for c in climbs if c.param == name),
                 )
             else:
                 tested[name] = tested_param(name, param, col, score, k, policy, len(space))
@@ -149,6 +158,8 @@ def narrow(
         changes[name], evidence[name] = _numeric(
             space[name], tested[name], alpha, policy, trends, also
         )
+        changes[name] = _past_edges(changes[name], [c for c in climbs if c.numeric == name])
+        evidence[name] |= any(c.numeric == name for c in climbs)
     changes = {name: changes[name] for name in space}  # in the space's order
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
         changes = {name: _widen(c, why) for name, c in changes.items()}
@@ -238,6 +249,24 @@ def _climb(name, param, t_top, direction: int, streak: int, ev, policy) -> Chang
     return Change(name, param, new, reason_of(param, new), detail, trend=direction)
 
 
+def _past_edges(change: Change, climbs) -> Change:
+    """A kept choice's trials climb toward an edge: the range reaches a whole width past it."""
+    param = change.old
+    lo, hi, fwd, back, lim_lo, lim_hi = scale(param)
+    for climb in climbs:
+        new = change.new
+        if climb.direction > 0:
+            new = rebuild(new, new.low, min(max(new.high, back(hi + (hi - lo))), lim_hi))
+        else:
+            new = rebuild(new, max(min(new.low, back(lo - (hi - lo))), lim_lo), new.high)
+        if (new.low, new.high) != (change.new.low, change.new.high):
+            detail = f"{change.detail}; {climb.param} {climb.note()}: reaches a width past it"
+            change = dataclasses.replace(
+                change, new=new, reason=reason_of(param, new), detail=detail
+            )
+    return change
+
+
 def _widen(change: Change, why: str) -> Change:
     """No parameter shows evidence: the range may be wrong. One width more on each side."""
     param = change.old
@@ -262,11 +291,10 @@ def _holding(change: Change, value: Any) -> Change:
     new = change.new
     if value is NONE or new.contains(value):
         return change
-    if isinstance(new, Categorical):
-        if not change.old.contains(value):
-            return change
+    if isinstance(new, Categorical):  # a choice dropped earlier comes back (exploration)
+        back = () if change.old.contains(value) else (value,)
         keep = tuple(c for c in change.old.choices if new.contains(c) or same_choice(c, value))
-        new = Categorical(keep)
+        new = Categorical(keep + back)
     else:
         v = as_float(value)
         lo_lim, hi_lim = new.hard_limits
@@ -276,7 +304,8 @@ def _holding(change: Change, value: Any) -> Change:
     shown = _fmt(value) if isinstance(value, numbers.Real) else repr(value)
     detail = f"{change.detail}; stretched to keep the best trial so far ({shown})"
     if isinstance(new, Categorical):
-        reason = "shrunk" if len(new.choices) < len(change.old.choices) else "kept"
+        n_old, n_new = len(change.old.choices), len(new.choices)
+        reason = "shrunk" if n_new < n_old else "extended" if n_new > n_old else "kept"
     else:
         reason = reason_of(change.old, new)
     return dataclasses.replace(change, new=new, reason=reason, detail=detail)

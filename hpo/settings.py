@@ -208,7 +208,10 @@ class Settings:
         (those from ``since`` on, and every exploration trial: hpo.records.learning_since);
         ``learns`` False (the last narrowing found no signal): a TPE round samples at random
         and no trial is drawn near the best so far (it may be a noise winner)."""
-        wide = exploration_space(self.space, space)
+        # random and TPE round trials are drawn first and then declared with every starting
+        # choice, so exploration may draw a choice narrowing dropped; other samplers sample
+        # through the round study itself and keep to the round's choices
+        wide = exploration_space(self.space, space, choices=self.sampler in ("random", "tpe"))
         sampler = self.sampler if learns or self.sampler != "tpe" else "random"
         local = self.narrowing.local if learns and self.sampler != "grid" else 0.0
         return RoundJob(

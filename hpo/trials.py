@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from hpo.explore import local_params, trial_kind
+from hpo.explore import declared_space, local_params, trial_kind
 from hpo.guided import guided_params, round_observations
 from hpo.liveness import worker_id
 from hpo.objective import Diverged, TrialContext, call_objective
@@ -117,10 +117,11 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
     if job.explore_dict is not None:
         kind = trial_kind(number, job.explore, job.local if job.best else 0.0)
     sampler, space = rs.study.sampler, job.space
+    wide = None if job.explore_dict is None else SearchSpace.from_dict(job.explore_dict)
     if job.sampler == "random" or kind == "explore":  # params depend on (seed, round, number)
         rs.study.sampler = optuna.samplers.RandomSampler(seed=seed)
     if kind == "explore":
-        space = SearchSpace.from_dict(job.explore_dict)
+        space = wide
     if kind == "local":
         rng = np.random.default_rng(seed)
         rs.study.sampler = FixedSampler(local_params(space, job.best, rng))
@@ -131,6 +132,8 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
         rs.study.sampler = FixedSampler(drawn)
     if job.sampler == "grid":
         assign_grid_point(rs.study, rs.storage, rs.id, trial_id, number)
+    if wide is not None and job.sampler in ("random", "tpe"):
+        space = _declared(rs, space, wide)
     trial = optuna.Trial(rs.study, trial_id)
     trial.set_user_attr(ATTR["seed"], seed)
     trial.set_user_attr(ATTR["worker"], worker_id())
@@ -140,6 +143,17 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
     if job.sampler != "random":
         rs.study.sampler = sampler  # the round's own sampler for its next trial
     return trial, params
+
+
+def _declared(rs: RoundStudy, space: SearchSpace, wide: SearchSpace) -> SearchSpace:
+    """The space the trial declares to Optuna: each categorical with the exploration trials'
+    choices (its starting ones: one study cannot change them); a round trial of a random round is
+    drawn from the round's own choices first, as the same seeded sampler would draw them."""
+    declared = declared_space(space, wide)
+    if declared != space and isinstance(rs.study.sampler, optuna.samplers.RandomSampler):
+        shadow = optuna.create_study(sampler=rs.study.sampler)
+        rs.study.sampler = FixedSampler(suggest(shadow.ask(), space))
+    return declared
 
 
 def _repeated(job: RoundJob, params: dict[str, Any], ctx: TrialContext, trial) -> _Outcome:

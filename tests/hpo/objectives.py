@@ -258,3 +258,8 @@ class ConfirmGated:
 
 def quick_x(params):
     return -abs(params["x"] - 0.5)
+
+
+def kinds(params):
+    """Maximum 0 at kind 'a', lr = 1e-3; kind 'b' is 30 lower everywhere."""
+    return -((math.log10(params["lr"]) + 3) ** 2) - (0.0 if params["kind"] == "a" else 30.0)

@@ -438,3 +438,44 @@ def test_a_range_keeps_the_region_where_each_kept_choice_does_best():
     sgd_only = trials[trials.params_opt == "sgd"]
     new_sgd, _ = narrow(space, sgd_only)
     assert not new_sgd["lr"].contains(adam.params_lr)
+
+
+def test_a_choice_whose_trials_climb_toward_an_edge_is_kept_and_the_range_reaches_past_it():
+    """'b' loses inside the batch range, but its scores rise toward the upper edge (its best
+    region lies past it, as a large batch's optimizer): it is kept and batch reaches a width
+    past the edge. The same 'b' scoring flat low is dropped and batch is not extended."""
+    space = SearchSpace(kind=Categorical(("a", "b")), batch=IntRange(8, 256, log=True))
+    rng = np.random.default_rng(6)
+    kinds = ["a", "b"] * 15
+    batch = np.round(2 ** rng.uniform(3, 8, 30)).astype(int)
+    a_score = np.exp(-0.5 * np.log2(batch / 16) ** 2)
+    b_climb = 0.3 * np.exp(-0.5 * (np.log2(batch / 2048) / 2) ** 2)  # rising toward 256
+    values = np.where(np.array(kinds) == "a", a_score, b_climb)
+    trials = pd.DataFrame(
+        {"value": values, "state": "COMPLETE", "params_kind": kinds, "params_batch": batch}
+    )
+    new, changes = narrow(space, trials)
+    assert new["kind"].choices == ("a", "b")
+    assert "'b' trials climb toward batch's upper edge" in changes["kind"].detail
+    assert new["batch"].high >= 256 * 32 and "reaches a width past it" in changes["batch"].detail
+    flat = np.where(np.array(kinds) == "a", a_score, 0.001 * rng.uniform(size=30))
+    new, changes = narrow(space, trials.assign(value=flat))
+    assert new["kind"].choices == ("a",) and new["batch"].high < 256
+
+
+def test_the_best_trial_so_far_brings_back_a_choice_dropped_earlier():
+    """An exploration trial drew 'b' (dropped in an earlier round) and is the best so far: the
+    next round has 'b' again, and the reason says why."""
+    space = SearchSpace(kind=Categorical(("a",)), x=Uniform(0.0, 1.0))
+    rng = np.random.default_rng(7)
+    trials = pd.DataFrame(
+        {
+            "value": rng.uniform(size=30),
+            "state": "COMPLETE",
+            "params_kind": ["a"] * 29 + ["b"],
+            "params_x": rng.uniform(size=30),
+        }
+    )
+    new, changes = narrow(space, trials, incumbent={"kind": "b", "x": 0.5})
+    assert new["kind"].choices == ("a", "b") and changes["kind"].reason == "extended"
+    assert "keep the best trial so far ('b')" in changes["kind"].detail

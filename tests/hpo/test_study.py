@@ -8,7 +8,16 @@ from collections import Counter
 import optuna
 import pytest
 
-from hpo import LogUniform, NarrowingPolicy, SearchSpace, StopPolicy, Study, StudyError, Uniform
+from hpo import (
+    Categorical,
+    LogUniform,
+    NarrowingPolicy,
+    SearchSpace,
+    StopPolicy,
+    Study,
+    StudyError,
+    Uniform,
+)
 from hpo.storage import open_storage, round_names
 from tests.hpo import objectives
 
@@ -178,3 +187,20 @@ def test_a_share_of_every_round_explores_the_hard_limits(tmp_path):
     inside = t[(t["round"] == 1) & ~t["explore"]]
     assert inside["params_lr"].between(1e-6, 1e-2).all()
     assert result.best_params["lr"] > 1e-2  # found past the misleading start
+
+
+@pytest.mark.parametrize(("sampler", "workers"), [("random", 2), ("tpe", 1)])
+def test_exploration_draws_a_choice_narrowing_dropped(tmp_path, sampler, workers):
+    """Round 1 drops 'b' (clearly worse); later rounds' own trials keep to 'a', while their
+    exploration trials still draw 'b' from the starting choices (each round study declares them
+    all: Optuna refuses a categorical whose choices change within a study)."""
+    space = SearchSpace(kind=Categorical(("a", "b")), lr=LogUniform(1e-6, 1e-2))
+    kw = {"rounds": 3, "trials": 30, "sampler": sampler, "workers": workers}
+    result = make(tmp_path, objectives.kinds, space, **kw).run()
+    assert result.rounds[1].space["kind"].choices == ("a",)
+    t = result.trials
+    assert (t["status"] == "finished").all(), t["reason"].dropna().unique()
+    later = t[t["round"] > 1]
+    assert (later[~later["explore"]]["params_kind"] == "a").all()
+    if sampler == "random":  # TPE's exploration learns that 'b' scores low, and may skip it
+        assert (later[later["explore"]]["params_kind"] == "b").any()
