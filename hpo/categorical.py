@@ -36,7 +36,7 @@ class Climb:
     def note(self) -> str:
         edge = "upper" if self.direction > 0 else "lower"
         return (
-            f"{self.choice!r} trials climb toward {self.numeric}'s {edge} edge "
+            f"trials climb toward {self.numeric}'s {edge} edge "
             f"(rank correlation {self.rho:+.2f}, p={self.p:.3f})"
         )
 

@@ -2,11 +2,11 @@
 
 Exploration trials are drawn from the hard limits and every starting choice, so an optimum outside
 a misleading range (or behind a dropped choice) can be found even when the round's own trials say
-nothing. Local trials are drawn close to the best trial
-so far (inside the round's ranges), so a good region is refined, not only sampled. Which trials
-are which is a function of the trial number (reproducible, resume-safe): of a round's first N
-trials, floor(N x share) exploration trials and N x share rounded local ones, spread evenly (a
-local slot that falls on an exploration trial moves to the next trial).
+nothing. Local trials are drawn close to the best trial so far (inside the round's ranges), so a
+good region is refined, not only sampled. Which trials are which is a function of the trial
+number (reproducible, resume-safe): of a round's first N trials, floor(N x share) exploration
+trials and N x share rounded local ones, spread evenly (a local slot that falls on an exploration
+trial moves to the next trial).
 """
 
 from __future__ import annotations

@@ -260,7 +260,8 @@ def _past_edges(change: Change, climbs) -> Change:
         else:
             new = rebuild(new, max(min(new.low, back(lo - (hi - lo))), lim_lo), new.high)
         if (new.low, new.high) != (change.new.low, change.new.high):
-            detail = f"{change.detail}; {climb.param} {climb.note()}: reaches a width past it"
+            note = f"{climb.param} {climb.choice!r} {climb.note()}"
+            detail = f"{change.detail}; {note}: reaches a width past it"
             change = dataclasses.replace(
                 change, new=new, reason=reason_of(param, new), detail=detail
             )

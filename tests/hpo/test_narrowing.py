@@ -456,7 +456,10 @@ def test_a_choice_whose_trials_climb_toward_an_edge_is_kept_and_the_range_reache
     )
     new, changes = narrow(space, trials)
     assert new["kind"].choices == ("a", "b")
-    assert "'b' trials climb toward batch's upper edge" in changes["kind"].detail
+    assert (
+        "'b' below here, but its trials climb toward batch's upper edge" in changes["kind"].detail
+    )
+    assert "kind 'b' trials climb toward batch's upper edge" in changes["batch"].detail
     assert new["batch"].high >= 256 * 32 and "reaches a width past it" in changes["batch"].detail
     flat = np.where(np.array(kinds) == "a", a_score, 0.001 * rng.uniform(size=30))
     new, changes = narrow(space, trials.assign(value=flat))
