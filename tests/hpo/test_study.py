@@ -196,8 +196,13 @@ def test_exploration_draws_a_choice_narrowing_dropped(tmp_path, sampler, workers
     all: Optuna refuses a categorical whose choices change within a study)."""
     space = SearchSpace(kind=Categorical(("a", "b")), lr=LogUniform(1e-6, 1e-2))
     kw = {"rounds": 3, "trials": 30, "sampler": sampler, "workers": workers}
-    result = make(tmp_path, objectives.kinds, space, **kw).run()
+    study = make(tmp_path, objectives.kinds, space, **kw)
+    result = study.run()
     assert result.rounds[1].space["kind"].choices == ("a",)
+    storage = open_storage(study.storage)
+    for name in round_names(storage, "t"):  # every trial of every round declares both choices
+        for trial in optuna.load_study(study_name=name, storage=storage).trials:
+            assert trial.distributions["kind"].choices == ("a", "b")
     t = result.trials
     assert (t["status"] == "finished").all(), t["reason"].dropna().unique()
     later = t[t["round"] > 1]
