@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from hpo.evidence import numeric_evidence, shuffles, worse_than
-from hpo.ranges import as_float
+from hpo.ranges import as_float, scale
 from hpo.records import PARAM_PREFIX, Change
 from hpo.space import Categorical, SearchSpace
 
@@ -55,18 +55,21 @@ def narrow_categorical(
     alpha / 2m for the m = ``n_params`` parameters of the space (Bonferroni's), so that a noise
     round rarely drops any choice; and never a choice whose own trials climb toward an edge
     (``climbs``: its best region lies outside the ranges)."""
-    member = [[Categorical((c,)).contains(v) for v in labels] for c in param.choices]
+    member = members(param.choices, labels)
     if not any(map(any, member)):
         return Change(name, param, param, "kept", "kept: no trial used a known choice"), False
     best = next(i for i in range(len(labels)) if any(m[i] for m in member))
     b = next(j for j, m in enumerate(member) if m[best])
-    rival = score[np.array(member[b])]
+    rival = score[member[b]]
+    if len(param.choices) == 1:
+        only = f"kept: {param.choices[0]!r} is the only choice left (median {np.median(rival):.3g})"
+        return Change(name, param, param, "kept", only, settled=True), False
     dropped, notes, evidence, unjudged = {}, [], False, False
     level, perms = policy.alpha / (2 * n_params), shuffles(policy, n_params)
     for j, c in enumerate(param.choices):
         if j == b:
             continue
-        mine = score[np.array(member[j])]
+        mine = score[member[j]]
         if min(len(mine), len(rival)) < policy.min_choice_trials:
             notes.append(f"{c!r} {len(mine)} trials")
             unjudged = True
@@ -83,9 +86,6 @@ def narrow_categorical(
         else:
             notes.append(f"{c!r} p={p:.2f}")
     lead = f"best choice {param.choices[b]!r} (median {np.median(rival):.3g})"
-    if len(param.choices) == 1:
-        only = f"kept: {param.choices[0]!r} is the only choice left (median {np.median(rival):.3g})"
-        return Change(name, param, param, "kept", only, settled=True), False
     if not dropped:
         why = f"kept: no choice is clearly worse than the {lead}"
         need = f"need p < {level:.2g} and {policy.min_choice_trials} trials each"
@@ -98,6 +98,11 @@ def narrow_categorical(
 
 def same_choice(a: Any, b: Any) -> bool:
     return Categorical((a,)).contains(b)
+
+
+def members(choices, labels: list[Any]) -> list[np.ndarray]:
+    """For each choice, which of the trials (their ``labels``, in ranked order) took it."""
+    return [np.array([same_choice(c, v) for v in labels], dtype=bool) for c in choices]
 
 
 def rival_bests(space: SearchSpace, changes: Mapping[str, Change], scored) -> list[int]:
@@ -113,10 +118,8 @@ def rival_bests(space: SearchSpace, changes: Mapping[str, Change], scored) -> li
             continue
         if len(kept.new.choices) < 2:
             continue
-        labels = scored[column].tolist()
-        for c in kept.new.choices:
-            i = next((i for i, v in enumerate(labels) if same_choice(c, v)), None)
-            if i is not None and 0 < i < half:
+        for took in members(kept.new.choices, scored[column].tolist()):
+            if took.any() and 0 < (i := int(np.argmax(took))) < half:  # the choice's best trial
                 rows.add(i)
     return sorted(rows)
 
@@ -142,15 +145,13 @@ def _pairs(space: SearchSpace, scored, policy) -> list[tuple]:
         column = PARAM_PREFIX + name
         if not isinstance(param, Categorical) or column not in scored.columns:
             continue
-        labels = scored[column].tolist()
-        first = next((c for c in param.choices if same_choice(c, labels[0])), NONE)
-        if first is NONE:  # the round's best trial took no known choice
+        took = members(param.choices, scored[column].tolist())
+        first = next((j for j, m in enumerate(took) if m[0]), None)
+        if first is None:  # the round's best trial took no known choice
             continue
-        lead = np.array([same_choice(first, v) for v in labels])
-        for c in param.choices:
-            mine = np.array([same_choice(c, v) for v in labels])
-            if mine.sum() >= policy.min_choice_trials and c is not first:
-                pairs += [(name, c, mine, lead, n) for n in numeric]
+        for c, mine in zip(param.choices, took, strict=True):
+            if mine.sum() >= policy.min_choice_trials and c is not param.choices[first]:
+                pairs += [(name, c, mine, took[first], n) for n in numeric]
     return pairs
 
 
@@ -162,7 +163,7 @@ def _climb(space, scored, score, policy, level, perms, name, c, mine, lead, num)
     if not (lead & usable).any():
         return None
     pivot = t_all[lead & usable][0]  # the leading choice's best trial
-    lo, hi = np.log10([param.low, param.high]) if param.log else (param.low, param.high)
+    lo, hi = scale(param)[:2]
     band = 2 * policy.edge * (hi - lo)
     for direction in (1, -1):  # the choice's trials past the lead's best, on each side
         ok = mine & usable & (direction * (t_all - pivot) > 0)

@@ -17,7 +17,6 @@ from hpo.conditions import active
 from hpo.space import Categorical, SearchSpace
 
 __all__ = [
-    "declared",
     "declared_space",
     "exploration_space",
     "is_exploration",
@@ -91,7 +90,7 @@ def exploration_space(
     for name, param in current.items():
         first = start.get(name, param)
         if isinstance(param, Categorical) or isinstance(first, Categorical):
-            params[name] = declared(first, param) if choices else param
+            params[name] = _starting_choices(first, param) if choices else param
         elif first.limits is not None:
             params[name] = first.replace_range(*first.limits)
         elif first.log:
@@ -105,7 +104,7 @@ def exploration_space(
     return current.replace(**params)  # conditions kept; a choice narrowed away is no error
 
 
-def declared(first, param: Categorical) -> Categorical:
+def _starting_choices(first, param: Categorical) -> Categorical:
     """The starting choices and then any other the round has: what every trial of a round study
     declares to Optuna (one study cannot change a categorical's choices, optuna/optuna#2199)."""
     if not isinstance(first, Categorical):

@@ -19,7 +19,6 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
@@ -44,10 +43,11 @@ def history(trials: pd.DataFrame | None, space: SearchSpace, before: int, since:
     if trials is None or trials.empty:
         return ()
     out = []
-    for row in trials[trials["round"] < before].itertuples(index=False):
+    kept = trials["round"] >= since
+    if "explore" in trials.columns:
+        kept |= trials["explore"].eq(True)  # True; False, or None where a trial has no mark
+    for row in trials[(trials["round"] < before) & kept].itertuples(index=False):
         row = row._asdict()
-        if row["round"] < since and not _true(row.get("explore")):
-            continue
         if row["status"] == TrialStatus.FINISHED and math.isfinite(row["value"]):
             score = float(row["value"])
         elif row["status"] == TrialStatus.DIVERGED:
@@ -59,11 +59,6 @@ def history(trials: pd.DataFrame | None, space: SearchSpace, before: int, since:
             out.append((params, score))
     # diverged trials alone carry no score to rank them below
     return tuple(out) if any(math.isfinite(v) for _, v in out) else ()
-
-
-def _true(flag: Any) -> bool:
-    """A trials-table flag (True, False, or NaN / None where the trial has no such mark)."""
-    return isinstance(flag, bool | np.bool_) and bool(flag)
 
 
 def _inside(space: SearchSpace, row: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -155,11 +155,9 @@ def narrow(
     for name, alpha in holm_levels(tested, policy.alpha).items():
         trends = [h[name].trend for h in history if name in h]
         also = scored[PARAM_PREFIX + name].iloc[rivals].tolist()
-        changes[name], evidence[name] = _numeric(
-            space[name], tested[name], alpha, policy, trends, also
-        )
-        changes[name] = _past_edges(changes[name], [c for c in climbs if c.numeric == name])
-        evidence[name] |= any(c.numeric == name for c in climbs)
+        change, shown = _numeric(space[name], tested[name], alpha, policy, trends, also)
+        past = [c for c in climbs if c.numeric == name]  # a kept choice's region past an edge
+        changes[name], evidence[name] = _past_edges(change, past), shown or bool(past)
     changes = {name: changes[name] for name in space}  # in the space's order
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
         changes = {name: _widen(c, why) for name, c in changes.items()}

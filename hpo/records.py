@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -305,8 +306,6 @@ def best_of(
 def spread(values) -> float | None:
     """The sd (n - 1) of the finite ``values``: the spread of repeats or retrains; None with
     fewer than two finite ones."""
-    import statistics
-
     finite = [float(v) for v in values if math.isfinite(v)]
     return statistics.stdev(finite) if len(finite) >= 2 else None
 
