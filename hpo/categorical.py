@@ -79,21 +79,37 @@ def narrow_categorical(
         clear = p < level and gap >= 0.1 * float(np.ptp(score))  # a gap that matters
         evidence |= clear
         climb = next((cl for cl in climbs if same_choice(c, cl.choice)), None)
-        if clear and climb is not None:
-            notes.append(f"{c!r} below here, but its {climb.note()}")
-        elif clear and not (incumbent is not NONE and same_choice(c, incumbent)):
+        held = incumbent is not NONE and same_choice(c, incumbent)
+        if clear and climb is None and not held:
             dropped[j] = f"{c!r} ({len(mine)} trials, median {np.median(mine):.3g}, p={p:.3f})"
         else:
-            notes.append(f"{c!r} p={p:.2f}")
+            notes.append(_kept_note(c, p, gap, (clear, p < level), climb, held))
     lead = f"best choice {param.choices[b]!r} (median {np.median(rival):.3g})"
     if not dropped:
         why = f"kept: no choice is clearly worse than the {lead}"
-        need = f"need p < {level:.2g} and {policy.min_choice_trials} trials each"
+        need = (
+            f"need p < {level:.2g}, a median at least {0.1 * float(np.ptp(score)):.3g} below "
+            f"and {policy.min_choice_trials} trials each"
+        )
         detail = f"{why}: {'; '.join(notes)} ({need})"
         return Change(name, param, param, "kept", detail, settled=not unjudged), evidence
     keep = tuple(c for j, c in enumerate(param.choices) if j not in dropped)
     detail = f"dropped {', '.join(dropped.values())}: clearly below the {lead}"
     return Change(name, param, Categorical(keep), "shrunk", detail), True
+
+
+def _kept_note(choice: Any, p: float, gap: float, worse: tuple, climb, held: bool) -> str:
+    """Why a choice stays (``worse``: clearly worse, ranked below): its trials climb past an
+    edge, it holds the best trial so far, it ranks below by too little to matter, or its p-value
+    is too high."""
+    clear, below = worse
+    if clear and climb is not None:
+        return f"{choice!r} below here, but its {climb.note()}"
+    if clear and held:
+        return f"{choice!r} p={p:.3f}, but it holds the best trial so far"
+    if below:
+        return f"{choice!r} p={p:.3f}, but its median is only {gap:.3g} below"
+    return f"{choice!r} p={p:.3f}"
 
 
 def same_choice(a: Any, b: Any) -> bool:
