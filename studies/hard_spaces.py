@@ -22,7 +22,14 @@ reports as best, so a lucky noisy trial earns nothing.
   choice   the best choice ('b', 1.0) needs a batch size 3 doublings above the starting range,
            while the other ('a', 0.8) peaks inside it: narrowing on 'a' misses 'b'.
 
-sharp and choice were added after the rules were chosen on the first five (out-of-sample checks).
+  low      lr's optimum (1e-7) is 3 decades below the starting range 1e-4..1e-1: a climb downward.
+  many     eight parameters of every kind; only lr (inside) and momentum matter.
+  edge     the optimum lies on the hard limits (dropout 0.0, lr 10): a range must stop there.
+  deep     a linear int (layers) whose optimum 14 lies far above its starting range 1..6.
+  cond     conditional parameters: momentum exists only for sgd (peak 0.9), eps only for adam.
+
+sharp and choice were added after the rules were chosen on the first five (out-of-sample checks);
+low, many, edge, deep and cond after every rule was chosen, and no rule was changed for them.
 
 Strategies (default budget 120 trials, 2 workers, no tracking, stopping on unchanged ranges off):
 random-start / random-limits / tpe-limits (one round over the starting ranges or the hard
@@ -117,6 +124,28 @@ def choice(p: dict) -> float:
     )
 
 
+def low(p: dict) -> float:
+    return _bump(math.log10(p["lr"] / 1e-7), 0.5) * _bump(p["dropout"] - 0.5, 0.2)
+
+
+def many(p: dict) -> float:  # weight_decay, warmup, layers, units, act and init have no effect
+    return _bump(math.log10(p["lr"] / 3e-3), 0.4) * _bump(p["momentum"] - 0.6, 0.15)
+
+
+def edge(p: dict) -> float:
+    return _bump(p["dropout"], 0.2) * _bump(math.log10(p["lr"] / 10.0), 1.0)
+
+
+def deep(p: dict) -> float:
+    return _bump(p["layers"] - 14, 2.5) * _bump(math.log2(p["units"] / 64), 1.0)
+
+
+def cond(p: dict) -> float:
+    if p["opt"] == "sgd":  # momentum is defined only here, eps only for adam
+        return 0.9 * _bump(math.log10(p["lr"] / 0.1), 0.5) * _bump(p["momentum"] - 0.95, 0.05)
+    return _bump(math.log10(p["lr"] / 3e-4), 0.3) * _bump(math.log10(p["eps"] / 1e-6), 1.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Task:
     """A picklable objective ``f(params, ctx)``: ``value(params)`` plus N(0, sd) seeded by the
@@ -200,6 +229,56 @@ SPACES = {  # name: (value, starting space, a configuration where value == 1.0)
             lr=LogUniform(1e-4, 1.0, limits=(1e-7, 10.0)),
         ),
         {"kind": "b", "batch": 2048, "lr": 1e-2},
+    ),
+    "low": (
+        low,
+        SearchSpace(
+            lr=LogUniform(1e-4, 1e-1, limits=(1e-10, 10.0)),
+            dropout=Uniform(0.0, 0.8, limits=(0.0, 0.95)),
+            weight_decay=LogUniform(1e-8, 1e-2, limits=(1e-10, 1.0)),
+        ),
+        {"lr": 1e-7, "dropout": 0.5, "weight_decay": 1e-5},
+    ),
+    "many": (
+        many,
+        SearchSpace(
+            lr=LogUniform(1e-5, 1e-1, limits=(1e-8, 10.0)),
+            momentum=Uniform(0.0, 0.99, limits=(0.0, 0.999)),
+            weight_decay=LogUniform(1e-8, 1e-2, limits=(1e-10, 1.0)),
+            warmup=Uniform(0.0, 0.5, limits=(0.0, 1.0)),
+            layers=IntRange(1, 8, limits=(1, 16)),
+            units=IntRange(16, 1024, log=True, limits=(4, 4096)),
+            act=Categorical(("relu", "tanh", "gelu")),
+            init=Categorical(("he", "xavier")),
+        ),
+        {"lr": 3e-3, "momentum": 0.6, "weight_decay": 1e-5, "warmup": 0.1, "layers": 2}
+        | {"units": 64, "act": "relu", "init": "he"},
+    ),
+    "edge": (
+        edge,
+        SearchSpace(
+            dropout=Uniform(0.1, 0.6, limits=(0.0, 0.9)),
+            lr=LogUniform(1e-4, 1e-1, limits=(1e-6, 10.0)),
+        ),
+        {"dropout": 0.0, "lr": 10.0},
+    ),
+    "deep": (
+        deep,
+        SearchSpace(
+            layers=IntRange(1, 6, limits=(1, 20)),
+            units=IntRange(16, 256, log=True, limits=(4, 4096)),
+        ),
+        {"layers": 14, "units": 64},
+    ),
+    "cond": (
+        cond,
+        SearchSpace(
+            opt=Categorical(("sgd", "adam")),
+            lr=LogUniform(1e-5, 1.0, limits=(1e-7, 10.0)),
+            momentum=Uniform(0.0, 0.99, limits=(0.0, 0.999), when={"opt": "sgd"}),
+            eps=LogUniform(1e-10, 1e-4, limits=(1e-12, 1e-1), when={"opt": "adam"}),
+        ),
+        {"opt": "adam", "lr": 3e-4, "eps": 1e-6},
     ),
 }
 TASKS = {

@@ -56,6 +56,12 @@ def test_optimum_outside_or_at_the_edge_of_the_starting_range_where_intended():
     assert not TASKS["choice"].space["batch"].contains(2048)
     assert TASKS["choice"].space["batch"].contains(16)  # the runner-up's peak (0.8) is inside
     assert TASKS["choice"].value({"kind": "a", "batch": 16, "lr": 1e-2}) == 0.8
+    assert TASKS["low"].space["lr"].low > 1e-7 >= TASKS["low"].space["lr"].limits[0]
+    edge = TASKS["edge"]  # the optimum on the hard limits
+    assert edge.space["dropout"].limits[0] == edge.optimum["dropout"] == 0.0
+    assert edge.space["lr"].limits[1] == edge.optimum["lr"] == 10.0
+    assert not TASKS["deep"].space["layers"].log and not TASKS["deep"].space["layers"].contains(14)
+    assert TASKS["cond"].space["momentum"].when and TASKS["cond"].space["eps"].when
 
 
 def test_false_leads_counts_the_narrowings_of_a_noise_study(capsys):
