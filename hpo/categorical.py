@@ -108,7 +108,7 @@ def _kept_note(choice: Any, p: float, gap: float, worse: tuple, climb, held: boo
     if clear and held:
         return f"{choice!r} p={p:.3f}, but it holds the best trial so far"
     if below:
-        return f"{choice!r} p={p:.3f}, but its median is only {gap:.3g} below"
+        return f"{choice!r} p={p:.3f}, but its median is only {max(gap, 0.0):.3g} below"
     return f"{choice!r} p={p:.3f}"
 
 
