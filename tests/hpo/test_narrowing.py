@@ -485,7 +485,7 @@ def test_the_best_trial_so_far_brings_back_a_choice_dropped_earlier():
 
 
 def test_a_choice_kept_despite_a_low_p_value_says_why():
-    """'b' ranks below 'a' on every trial (p tiny), yet it is kept: its median is only 0.01 below
+    """'b' ranks below 'a' on every trial (p tiny), yet it is kept: its median is only 0.02 below
     when one 'a' trial spans the round (a gap that does not matter), or it holds the best trial
     so far. The reason names which, with the p-value to three places."""
     space = SearchSpace(kind=Categorical(("a", "b")))
