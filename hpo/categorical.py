@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from hpo.evidence import numeric_evidence, shuffles, worse_than
-from hpo.ranges import as_float, scale
+from hpo.evidence import in_scale, numeric_evidence, shuffles, worse_than
+from hpo.ranges import scale
 from hpo.records import PARAM_PREFIX, Change
 from hpo.space import Categorical, SearchSpace
 
@@ -147,16 +147,27 @@ def rival_climbs(space: SearchSpace, scored, score: np.ndarray, policy) -> list[
     edge band): a choice can lose inside the ranges only because its region lies past them (a
     large batch's best optimizer is not a small batch's). A shared optimum is no climb: past it,
     the choice's scores fall."""
-    pairs = _pairs(space, scored, policy) if len(score) else []
+    numeric = {  # each numeric with a column: (usable, its values in its own scale)
+        n: _full(*in_scale(p, scored[PARAM_PREFIX + n]))
+        for n, p in space.items()
+        if not isinstance(p, Categorical) and PARAM_PREFIX + n in scored.columns
+    }
+    pairs = _pairs(space, scored, policy, list(numeric)) if len(score) else []
     level, perms = policy.alpha / (4 * max(len(pairs), 1)), shuffles(policy, 2 * len(pairs))
-    climbs = (_climb(space, scored, score, policy, level, perms, *pair) for pair in pairs)
+    climbs = (_climb(space, numeric, score, policy, level, perms, *pair) for pair in pairs)
     return [c for c in climbs if c is not None]
 
 
-def _pairs(space: SearchSpace, scored, policy) -> list[tuple]:
+def _full(x: np.ndarray, ok: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``in_scale``'s usable values put back in every trial's row (0 where unusable)."""
+    t_all = np.zeros(len(x))
+    t_all[ok] = t
+    return ok, t_all
+
+
+def _pairs(space: SearchSpace, scored, policy, numeric: list[str]) -> list[tuple]:
     """(categorical, choice, its trials, the leading choice's trials, numeric) to test."""
     pairs = []
-    numeric = [n for n, p in space.items() if not isinstance(p, Categorical)]
     for name, param in space.items():
         column = PARAM_PREFIX + name
         if not isinstance(param, Categorical) or column not in scored.columns:
@@ -171,11 +182,9 @@ def _pairs(space: SearchSpace, scored, policy) -> list[tuple]:
     return pairs
 
 
-def _climb(space, scored, score, policy, level, perms, name, c, mine, lead, num) -> Climb | None:
+def _climb(space, numeric, score, policy, level, perms, name, c, mine, lead, num) -> Climb | None:
     param = space[num]
-    x = np.array([as_float(v) for v in scored[PARAM_PREFIX + num]], dtype=float)
-    usable = np.isfinite(x) & ((x > 0) if param.log else True)
-    t_all = np.log10(np.where(usable, x, 1.0)) if param.log else x
+    usable, t_all = numeric[num]
     if not (lead & usable).any():
         return None
     pivot = t_all[lead & usable][0]  # the leading choice's best trial

@@ -27,6 +27,7 @@ __all__ = [
     "NumericEvidence",
     "Tested",
     "holm_levels",
+    "in_scale",
     "noise_floor",
     "numeric_evidence",
     "ranges_no_better",
@@ -115,10 +116,16 @@ class Tested:
     ev: Any = None
 
 
-def tested_param(name, param, col, score, k, policy, m: int) -> Tested:
+def in_scale(param, col) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A numeric column as floats ``x``, which values are usable (finite, and > 0 on a log
+    range), and ``t``: the usable ones in the parameter's own scale (log10 on a log range)."""
     x = np.array([as_float(v) for v in col], dtype=float)
     ok = np.isfinite(x) & ((x > 0) if param.log else True)
-    t = np.log10(x[ok]) if param.log else x[ok]
+    return x, ok, np.log10(x[ok]) if param.log else x[ok]
+
+
+def tested_param(name, param, col, score, k, policy, m: int) -> Tested:
+    x, ok, t = in_scale(param, col)
     top = min(k, int(ok[:k].sum()) or 1)
     if ok.sum() < policy.min_trials:
         return Tested(name, x[ok], t, top)

@@ -502,3 +502,17 @@ def test_a_choice_kept_despite_a_low_p_value_says_why():
     held = narrow(space, clear, incumbent={"kind": "b"})[1]["kind"]
     assert held.reason == "kept" and "'b' p=0.00" in held.detail
     assert "but it holds the best trial so far" in held.detail
+
+
+def test_a_numeric_without_a_column_is_kept_while_a_choice_is_judged():
+    """The trials have the categorical's column but not x's: x is kept with the reason, and the
+    climb test (which reads every numeric column) skips it instead of failing."""
+    space = SearchSpace(kind=Categorical(("a", "b")), x=Uniform(0.0, 1.0))
+    rng = np.random.default_rng(0)
+    trials = pd.DataFrame(
+        {"value": rng.uniform(size=20), "state": "COMPLETE", "params_kind": ["a", "b"] * 10}
+    )
+    new, changes = narrow(space, trials)
+    assert (
+        new["x"] == space["x"] and changes["x"].detail == "kept: no column params_x in the trials"
+    )
