@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = pick_dataset(default="bundled")
     key = "trust" if dataset.name == "bundled" else f"trust-{dataset.name}"
     store = Path(args.docs) / f"{key}.json"
+    store.parent.mkdir(parents=True, exist_ok=True)  # a new --docs folder
     runs = json.loads(store.read_text()) if store.exists() else {}
     for side in [] if args.table else [args.only] if args.only else list(SETTINGS):
         runs[side] = []
