@@ -15,7 +15,8 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
 - The parameters are tested together (Holm's step-down): noise parameters do not add up to a
   false lead.
 - A signal (a parameter's own test at alpha, or a trial far out of the round's noise) lets the
-  next round's trials learn from the scores (hpo.records.RoundRecord.learns); it narrows nothing.
+  next round's trials learn from the scores even after a widening
+  (hpo.records.RoundRecord.learns); it narrows nothing.
 - When no parameter shows evidence and the ranges' trials score no better than the exploration
   trials (drawn from the hard limits), or an exploration trial beat them all, the ranges are
   wrong: they widen toward the hard limits. The best trial so far (``incumbent``) always stays

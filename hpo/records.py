@@ -174,9 +174,11 @@ class RoundRecord:
     @property
     def learns(self) -> bool:
         """Whether the round's trials may learn from the scores so far (a model-based sampler,
-        the local trials near the best): round 1, or a round whose narrowing found a signal
-        (otherwise they would model noise, or refine around a noise winner)."""
-        return not self.changes or any(c.signal for c in self.changes.values())
+        the local trials near the best): all but a round right after a widening without a
+        signal, whose trials would model the noise of the ranges just left (or refine around a
+        noise winner there). A round whose narrowing kept its ranges without a signal still
+        learns: a first hit on a narrow peak inside the ranges is rarely a signal yet."""
+        return not self.widened or any(c.signal for c in self.changes.values())
 
     @property
     def widened(self) -> bool:

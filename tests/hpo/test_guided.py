@@ -112,14 +112,21 @@ def test_int_params_come_back_as_ints():
     assert all(isinstance(n, int) and 4 <= n <= 512 for n in drawn)
 
 
-def test_a_round_after_no_evidence_samples_at_random():
-    def change(evidence):
-        p = Uniform(0.0, 1.0)
-        return Change("x", p, p, "kept", "kept", evidence=evidence, signal=evidence)
+def test_a_round_right_after_a_widening_without_a_signal_samples_at_random():
+    def change(evidence, widened=False):
+        p = Uniform(0.0, 1.0, limits=(-1.0, 2.0))
+        new = Uniform(-1.0, 2.0, limits=(-1.0, 2.0)) if widened else p
+        reason = "extended" if widened else "kept"
+        flags = {"evidence": evidence, "signal": evidence, "widened": widened}
+        return Change("x", p, new, reason, "why", **flags)
 
     assert RoundRecord(1, "s-1", SPACE).learns  # round 1: the sampler's own start
     assert RoundRecord(2, "s-2", SPACE, {"x": change(True)}).learns
-    assert not RoundRecord(2, "s-2", SPACE, {"x": change(False)}).learns
+    # ranges kept without a signal: a first hit on a narrow peak inside them is rarely a signal
+    assert RoundRecord(2, "s-2", SPACE, {"x": change(False)}).learns
+    # widened without a signal: the scores so far are the noise of the ranges just left
+    assert not RoundRecord(2, "s-2", SPACE, {"x": change(False, widened=True)}).learns
+    assert RoundRecord(2, "s-2", SPACE, {"x": change(True, widened=True)}).learns
     study = Study("s", SPACE, lambda p, ctx: 0.0, tracking=False, workers=1)
     s = study.settings
     assert study.settings.sampler == "tpe"  # the default
