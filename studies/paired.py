@@ -1,0 +1,90 @@
+"""Two runs of studies.hard_spaces compared seed by seed: the paired tables of docs/results.md.
+
+Each record file (``--json`` of studies.hard_spaces) holds one score per (task, strategy, seed).
+For each task and strategy the two runs share, over the seeds both ran: median, mean, worst and
+runs below 0.6 of the optimum, before and after, and how many seeds rose or fell. With one worker
+(``--study workers=1``) a run repeats exactly, so every difference is the change's.
+
+    python -m studies.paired runs/before.json runs/after.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+FLOOR = 0.6  # the issue's worst-seed floor
+
+
+def load(path: str | Path) -> dict[tuple[str, str, int], float]:
+    """(task, strategy, seed): score, from a studies.hard_spaces record file."""
+    try:
+        runs = json.loads(Path(path).read_text())["runs"]
+        return {(r["task"], r["strategy"], int(r["seed"])): float(r["score"]) for r in runs}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a studies.hard_spaces record file ({exc!r})") from None
+
+
+def summary(scores: list[float]) -> tuple[float, float, float, int]:
+    """Median, mean, worst and runs below the floor."""
+    below = sum(s < FLOOR for s in scores)
+    return statistics.median(scores), statistics.mean(scores), min(scores), below
+
+
+def paired(before: dict, after: dict) -> list[dict]:
+    """One row per (task, strategy) both runs hold, over the seeds both ran, in before's order."""
+    rows, seen = [], set()
+    for task, strategy, _ in before:
+        if (task, strategy) in seen:
+            continue
+        seen.add((task, strategy))
+        keys = [k for k in before if k[:2] == (task, strategy) and k in after]
+        if not keys:
+            continue
+        x, y = [before[k] for k in keys], [after[k] for k in keys]
+        rows.append({
+            "task": task, "strategy": strategy, "seeds": len(keys),
+            "before": summary(x), "after": summary(y),
+            "up": sum(b > a + 1e-9 for a, b in zip(x, y, strict=True)),
+            "down": sum(b < a - 1e-9 for a, b in zip(x, y, strict=True)),
+        })  # fmt: skip
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    head = (
+        "| task | strategy | seeds | before: median | mean | worst | below 0.6 "
+        "| after: median | mean | worst | below 0.6 | up / down |\n" + "|---" * 12 + "|"
+    )
+
+    def cells(s):
+        return f"{s[0]:.3f} | {s[1]:.3f} | {s[2]:.3f} | {s[3]}"
+
+    lines = [
+        f"| {r['task']} | {r['strategy']} | {r['seeds']} | {cells(r['before'])} "
+        f"| {cells(r['after'])} | {r['up']} / {r['down']} |"
+        for r in rows
+    ]
+    up, down = sum(r["up"] for r in rows), sum(r["down"] for r in rows)
+    return "\n".join([head, *lines]) + f"\n\n{up} scores rose and {down} fell."
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m studies.paired")
+    ap.add_argument("before")
+    ap.add_argument("after")
+    args = ap.parse_args(argv)
+    try:
+        rows = paired(load(args.before), load(args.after))
+    except ValueError as exc:
+        ap.error(str(exc))  # exit code 2
+    if not rows:
+        ap.error("before, after: no (task, strategy, seed) is in both record files")
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
