@@ -3,8 +3,10 @@
 Optuna's RDBStorage runs each call in a transaction of its own and the engine checks pooled
 connections before use (``pool_pre_ping``), so after a restart of PostgreSQL the same call on a
 new connection is what was asked. Retried for up to ``HPO_DB_RETRY`` seconds (default 60), with
-a growing pause; other errors are raised at once. One known limit: a call whose commit reached
-the server just before the connection broke runs twice (a trial enqueued twice, say).
+a growing pause; other errors are raised at once. A lost connection is recognised anywhere in
+the exception's chain (Optuna catches some and goes on, then fails on the dead transaction).
+One known limit: a call whose commit reached the server just before the connection broke runs
+twice (a trial enqueued twice, say).
 """
 
 from __future__ import annotations
@@ -53,13 +55,24 @@ RETRIED = (
 
 
 def _lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` comes of a lost connection, anywhere in its chain: Optuna wraps errors
+    in StorageInternalError, and some of its calls catch an OperationalError and go on in the
+    same transaction, so that the error raised is SQLAlchemy's PendingRollbackError, whose
+    context is the lost connection."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-    for e in (exc, exc.__cause__):
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
         if isinstance(e, (OperationalError, InterfaceError)):
             return True
         if isinstance(e, DBAPIError) and e.connection_invalidated:
             return True
+        todo += [e.__cause__, e.__context__]
     return False
 
 
