@@ -68,7 +68,7 @@ class Hpo:
     """`hpo ARGS` run in ``cwd`` as a subprocess in a session of its own (as from a terminal)."""
 
     def __init__(self, cwd: Path, *args: str, preexec_fn=None):
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hpo.cli", *args],
@@ -96,13 +96,26 @@ class Hpo:
                 self.out += os.read(fd, 1 << 16)
 
     def finish(self, timeout: float = 60.0) -> tuple[int, str, str]:
-        """Exit code, whole stdout and stderr (a command that does not end fails the test)."""
+        """Exit code, whole stdout and stderr (a command that does not end fails the test, with
+        its output and where each of the driver's threads waited)."""
         try:
             out, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-            pytest.fail(f"hpo did not end within {timeout} s:\n{self.out.decode()}")
+            out, err = self.abort()
+            pytest.fail(
+                f"hpo did not end within {timeout} s:\n{(self.out + out).decode()}\n{err.decode()}"
+            )
         return self.proc.returncode, (self.out + out).decode(), err.decode()
+
+    def abort(self) -> tuple[bytes, bytes]:
+        """SIGABRT to the driver (PYTHONFAULTHANDLER: its threads' stacks go to stderr), then
+        SIGKILL to what is left of its group; the whole output (communicate loses none)."""
+        self.proc.send_signal(signal.SIGABRT)
+        try:
+            return self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.communicate()
 
     def kill(self) -> None:
         if self.proc.poll() is None:
