@@ -9,6 +9,7 @@ command's output as it comes, never by sleeping for a while.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import select
@@ -112,10 +113,14 @@ class Hpo:
         SIGKILL to what is left of its group; the whole output (communicate loses none)."""
         self.proc.send_signal(signal.SIGABRT)
         try:
-            return self.proc.communicate(timeout=10)
+            out, err = self.proc.communicate(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.communicate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            out, err = self.proc.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # workers left in its group
+        return out, err
 
     def kill(self) -> None:
         if self.proc.poll() is None:
