@@ -63,6 +63,7 @@ import numpy as np
 
 from hpo import NarrowingPolicy, StopPolicy, Study
 from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
+from studies.paired import FLOOR
 
 SHM = Path("/dev/shm")  # throw-away journals: on tmpfs their fsyncs cost nothing
 # one folder per run of this script, so that two runs side by side do not share journals
@@ -369,7 +370,7 @@ def verdicts(task: str, summary: dict[str, dict]) -> list[str]:
     median >= random-start's (the comparisons whose strategy was not run are left out)."""
     out = []
     for name in (n for n in summary if STRATEGIES[n][2]):
-        s, checks = summary[name], [("worst >= 0.6", summary[name]["worst"] >= 0.6)]
+        s, checks = summary[name], [(f"worst >= {FLOOR}", summary[name]["worst"] >= FLOOR)]
         if "tpe-limits" in summary:
             ref = summary["tpe-limits"]["median"] - 0.02
             checks.append((f"median >= {ref:.3f} (tpe-limits - 0.02)", s["median"] >= ref))
@@ -476,7 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t0
     report = "\n\n".join(sections)
     if checks:
-        report += "\n\nChecks (median >= tpe-limits - 0.02, worst >= 0.6, median >= random-start):"
+        report += (
+            f"\n\nChecks (median >= tpe-limits - 0.02, worst >= {FLOOR}, median >= random-start):"
+        )
         report += "\n\n```\n" + "\n".join(checks) + "\n```"
     print(f"\n{report}\n\n{len(runs)} studies in {total:.0f} s; {budget}; records in {out}")
     if args.docs:

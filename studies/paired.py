@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-FLOOR = 0.6  # the issue's worst-seed floor
+FLOOR = 0.6  # the issue's worst-seed floor (studies.hard_spaces' checks use it too)
 
 
 def load(path: str | Path) -> dict[tuple[str, str, int], float]:
@@ -35,14 +35,12 @@ def summary(scores: list[float]) -> tuple[float, float, float, int]:
 
 def paired(before: dict, after: dict) -> list[dict]:
     """One row per (task, strategy) both runs hold, over the seeds both ran, in before's order."""
-    rows, seen = [], set()
-    for task, strategy, _ in before:
-        if (task, strategy) in seen:
-            continue
-        seen.add((task, strategy))
-        keys = [k for k in before if k[:2] == (task, strategy) and k in after]
-        if not keys:
-            continue
+    groups: dict[tuple[str, str], list] = {}
+    for key in before:
+        if key in after:
+            groups.setdefault(key[:2], []).append(key)
+    rows = []
+    for (task, strategy), keys in groups.items():
         x, y = [before[k] for k in keys], [after[k] for k in keys]
         rows.append({
             "task": task, "strategy": strategy, "seeds": len(keys),
