@@ -121,6 +121,11 @@ def message(uri: str, exc: BaseException) -> str:
     dropped = re.search(r"(RemoteDisconnected|Connection aborted|Max retries|timed out)", text)
     if dropped and uri.startswith("http"):
         return f"tracking: cannot reach {uri} ({dropped.group(1)})"
+    if "MLFLOW_ALLOW_FILE_STORE" in text:  # a recent MLflow refuses its file store
+        return (
+            f"tracking: MLflow refuses the file store {uri}; use a database store "
+            "(e.g. sqlite:///mlflow.db, the default) or set MLFLOW_ALLOW_FILE_STORE=true"
+        )
     if isinstance(exc, OSError) and exc.strerror:
         text = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     line = text.splitlines()[0] if text else type(exc).__name__

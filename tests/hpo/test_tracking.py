@@ -333,6 +333,24 @@ def test_prepare_on_unusable_store_raises_one_line(uri, tmp_path, monkeypatch):
         Mirror("x", tracking_uri=url).prepare()
 
 
+def test_a_file_store_mlflow_refuses_is_one_line_with_the_remedy(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    uri = (tmp_path / "mlruns").as_uri()
+    try:
+        Mirror("x", tracking_uri=uri).prepare()
+    except TrackingError as err:
+        assert str(err) == (
+            f"tracking: MLflow refuses the file store {uri}; use a database store "
+            "(e.g. sqlite:///mlflow.db, the default) or set MLFLOW_ALLOW_FILE_STORE=true"
+        )
+    else:
+        pytest.skip("this MLflow release still accepts its file store")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # the remedy the message names works
+    Mirror("x", tracking_uri=uri).prepare()
+    assert (tmp_path / "mlruns").is_dir()
+
+
 def test_finish_logs_result_and_is_idempotent(uri, storage, tmp_path):
     build(storage, "done")
     parent = optuna.load_study(study_name="done", storage=storage)
