@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import optuna
@@ -30,10 +31,51 @@ def make_sampler(
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
     if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=seed, scramble=True)
+        return _RoundQMC(_relative_space(space, categorical=True), seed=seed, scramble=True)
     if name == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=seed)
+        return _RoundCmaEs(_relative_space(space, categorical=False), seed=seed)
     raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}; got {name!r}")
+
+
+def _relative_space(space: SearchSpace | None, categorical: bool) -> dict[str, Any] | None:
+    """The distributions a relative sampler (QMC, CMA-ES) models in a round: the round's own
+    unconditional parameters (categoricals only if ``categorical``). Optuna infers them from the
+    trials instead, and a round's exploration trials, declared over the hard limits, would make
+    that 'a dynamic search space': every parameter would fall back to independent sampling."""
+    if space is None:
+        return None
+    dists = {n: p.to_optuna() for n, p in space.items() if p.when is None}
+    return {
+        n: d
+        for n, d in dists.items()
+        if not d.single() and (categorical or not isinstance(d, CategoricalDistribution))
+    }
+
+
+class _RoundSpace:
+    """A relative sampler that models the round's own distributions (``_relative``), whatever
+    its exploration trials declared; None: Optuna's inference from the trials."""
+
+    _relative: dict[str, Any] | None = None
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, Any]:
+        if self._relative is None:
+            return super().infer_relative_search_space(study, trial)  # type: ignore[misc]
+        return dict(self._relative)
+
+
+class _RoundQMC(_RoundSpace, optuna.samplers.QMCSampler):
+    def __init__(self, relative: dict[str, Any] | None, **kw: Any) -> None:
+        with warnings.catch_warnings():  # "experimental": the user chose it, once per round
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            super().__init__(warn_independent_sampling=relative is None, **kw)
+        self._relative = relative
+
+
+class _RoundCmaEs(_RoundSpace, optuna.samplers.CmaEsSampler):
+    def __init__(self, relative: dict[str, Any] | None, **kw: Any) -> None:
+        super().__init__(warn_independent_sampling=relative is None, **kw)
+        self._relative = relative
 
 
 class _GridSampler(optuna.samplers.GridSampler):

@@ -7,6 +7,7 @@ which field is wrong and what it accepts, before anything is written.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from collections.abc import Callable
@@ -114,6 +115,8 @@ class Settings:
                 _check_workers_cap(self.workers)
         if self.sampler == "grid":
             _check_grid(self.space, self.rounds, self.trials)
+        if self.sampler == "cmaes":
+            _check_cmaes()
         _check_types(self)
         out = Path(self.out)
         resolved = {
@@ -359,6 +362,16 @@ def _check_types(s: Settings) -> None:
         raise ValueError(f"warm_start: must name another study than {s.name!r}")
     if s.figures is not None and not callable(s.figures):
         raise ValueError("figures: must be a callable (result, curves, out_dir) -> paths")
+
+
+def _check_cmaes() -> None:
+    """Optuna's CmaEsSampler imports the optional ``cmaes`` package only when it first samples:
+    without it, a study would fail in its first trial after writing its storage."""
+    if importlib.util.find_spec("cmaes") is None:
+        raise InputError(
+            "sampler: 'cmaes' needs the cmaes package (pip install cmaes, or the project's "
+            "extra hpo[cmaes]); without it use random, tpe, qmc or grid"
+        )
 
 
 def _check_grid(space: SearchSpace, rounds: int, trials: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from collections import Counter
 
 import optuna
@@ -41,6 +42,26 @@ def test_narrowing_converges_on_a_known_optimum(tmp_path):
     assert width(last["lr"]) < 0.5 * width(first["lr"])
     assert abs(math.log10(result.best_params["lr"]) + 3) < 0.2
     assert len(result.trials) == 4 * 30 and (result.trials["status"] == "finished").all()
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "qmc", "cmaes"])
+def test_every_sampler_runs_the_rounds_and_keeps_the_optimum(tmp_path, sampler):
+    space = SearchSpace(
+        lr=LogUniform(1e-6, 1e-2), y=Uniform(0.0, 1.0), act=Categorical(("relu", "tanh"))
+    )
+    result = make(tmp_path, objectives.bowl, space, sampler=sampler, rounds=3, trials=20).run()
+    assert len(result.trials) == 3 * 20 and (result.trials["status"] == "finished").all()
+    assert abs(math.log10(result.best_params["lr"]) + 3) < 0.5
+    if sampler == "cmaes":  # CMA-ES models lr and y though exploration trials declare wider lr
+        storage = open_storage(str(tmp_path / "runs" / "optuna.journal"))
+        for name in round_names(storage, "t"):
+            dims = []
+            for t in optuna.load_study(study_name=name, storage=storage).trials:
+                keys = sorted(k for k in t.system_attrs if k.startswith("cma:optimizer"))
+                if keys:  # the optimizer CmaEsSampler stored, pickled in hex chunks
+                    hexed = "".join(t.system_attrs[k] for k in keys)
+                    dims.append(pickle.loads(bytes.fromhex(hexed)).dim)
+            assert dims and set(dims) == {2}, (name, dims)
 
 
 def test_optimum_outside_the_start_is_reached_by_shifting(tmp_path):
@@ -159,6 +180,18 @@ def test_run_refuses_an_existing_name_and_resume_an_unknown_one(tmp_path):
 def test_bad_settings_name_the_field_and_write_nothing(tmp_path, field, kw, message):
     with pytest.raises(ValueError, match=message):
         make(tmp_path, objectives.quick, **kw)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cmaes_without_its_package_is_one_line_and_writes_nothing(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else real(name, *a)
+    )
+    with pytest.raises(ValueError, match=r"^sampler: 'cmaes' needs the cmaes package \(pip"):
+        make(tmp_path, objectives.quick, sampler="cmaes")
     assert list(tmp_path.iterdir()) == []
 
 
