@@ -3,7 +3,9 @@
 Each round is its own Optuna study, so a TPE sampler left to itself would start every round from
 scratch (its first 10 trials random). Instead, a TPE trial of round k samples from a throw-away
 in-memory study that holds the finished trials of the earlier rounds lying inside round k's
-ranges, plus round k's own trials so far (running ones as running, for the constant liar). After
+ranges, plus round k's own finished trials so far (not the running ones: Optuna's constant liar
+would count a running trial as a bad one, and steer the other workers away from a narrow peak
+that one of them is evaluating; per-trial seeds keep parallel draws apart). After
 a widening (the ranges were found wrong) the trials of the rounds before it are forgotten, but
 for their exploration trials: they crowd the region left and would pull the model back. The
 parameters it draws are then given to the real trial. Seeded by the trial's seed, the draw
@@ -80,12 +82,11 @@ def _inside(space: SearchSpace, row: Mapping[str, Any]) -> dict[str, Any] | None
 def guided_params(
     space: SearchSpace,
     observed: Iterable[Observation],
-    running: Iterable[dict[str, Any]],
     direction: str,
     seed: int,
 ) -> dict[str, Any]:
-    """One TPE draw over ``space`` given the ``observed`` (params, score) pairs and the
-    ``running`` trials' params (a NaN score: a diverged trial, ranked worst)."""
+    """One TPE draw over ``space`` given the ``observed`` (params, score) pairs (a NaN score: a
+    diverged trial, ranked worst)."""
     observed = list(observed)
     finite = [v for _, v in observed if math.isfinite(v)]
     worst = (min(finite) if direction == "maximize" else max(finite)) if finite else None
@@ -94,9 +95,7 @@ def guided_params(
         direction=direction,
         # multivariate (joint) TPE, Optuna 5's default, also on Optuna 4: measured better on
         # the interacting hard spaces (far, ridge)
-        sampler=optuna.samplers.TPESampler(
-            seed=seed % 2**32, constant_liar=True, multivariate=True
-        ),
+        sampler=optuna.samplers.TPESampler(seed=seed % 2**32, multivariate=True),
     )
     trials = []
     for params, value in observed:
@@ -109,9 +108,6 @@ def guided_params(
         trials.append(
             create_trial(params=params, distributions=_dists(dists, params), value=float(value))
         )
-    for params in filter(None, (_inside(space, p) for p in running)):
-        dist = _dists(dists, params)
-        trials.append(create_trial(state=TrialState.RUNNING, params=params, distributions=dist))
     shadow.add_trials(trials)
     return suggest(shadow.ask(), space)
 
@@ -120,20 +116,17 @@ def _dists(dists: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any
     return {n: dists[n] for n in params}
 
 
-def round_observations(trials: Iterable[Any], this: int) -> tuple[list[Observation], list[dict]]:
+def round_observations(trials: Iterable[Any], this: int) -> list[Observation]:
     """The round's own trials so far (Optuna FrozenTrials), but trial ``this``: the scored and
-    diverged ones as (params, score), the running ones' params."""
+    diverged ones as (params, score)."""
     from hpo.storage import trial_score, trial_status
 
-    observed, running = [], []
+    observed = []
     for t in trials:
-        if _optuna.trial_id(t) == this or not t.params:
+        if _optuna.trial_id(t) == this or not t.params or t.state == TrialState.RUNNING:
             continue
-        status = trial_status(t)
-        if t.state == TrialState.RUNNING:
-            running.append(dict(t.params))
-        elif (score := trial_score(t)) is not None:
+        if (score := trial_score(t)) is not None:
             observed.append((dict(t.params), score))
-        elif status == TrialStatus.DIVERGED:
+        elif trial_status(t) == TrialStatus.DIVERGED:
             observed.append((dict(t.params), math.nan))
-    return observed, running
+    return observed

@@ -127,8 +127,8 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
         rs.study.sampler = FixedSampler(local_params(space, job.best, rng))
     elif job.sampler == "tpe":  # a TPE that has seen the earlier rounds too
         trials = rs.storage.get_all_trials(rs.id, deepcopy=False)  # read only
-        observed, running = round_observations(trials, trial_id)
-        drawn = guided_params(space, [*job.history, *observed], running, job.direction, seed)
+        observed = round_observations(trials, trial_id)
+        drawn = guided_params(space, [*job.history, *observed], job.direction, seed)
         rs.study.sampler = FixedSampler(drawn)
     if job.sampler == "grid":
         assign_grid_point(rs.study, rs.storage, rs.id, trial_id, number)

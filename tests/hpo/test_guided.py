@@ -32,19 +32,19 @@ def observations(n, seed=0):
 
 def test_draws_concentrate_where_the_history_scores_best():
     seen = observations(60)
-    guided = [guided_params(SPACE, seen, [], "maximize", s) for s in range(40)]
-    blind = [guided_params(SPACE, [], [], "maximize", s) for s in range(40)]  # no history: prior
+    guided = [guided_params(SPACE, seen, "maximize", s) for s in range(40)]
+    blind = [guided_params(SPACE, [], "maximize", s) for s in range(40)]  # no history: prior
     dist = lambda ps: np.median([abs(p["x"] - 0.7) for p in ps])  # noqa: E731
     assert dist(guided) < 0.5 * dist(blind)
     assert sum(p["act"] == "b" for p in guided) > sum(p["act"] == "b" for p in blind)
     # the same trial seed and the same observations: the same draw
-    assert guided_params(SPACE, seen, [], "maximize", 3) == guided[3]
+    assert guided_params(SPACE, seen, "maximize", 3) == guided[3]
 
 
 def test_minimize_turns_the_preference_around():
     seen = [(p, -v) for p, v in observations(60)]
-    near = [guided_params(SPACE, seen, [], "minimize", s)["x"] for s in range(40)]
-    far = [guided_params(SPACE, seen, [], "maximize", s)["x"] for s in range(40)]
+    near = [guided_params(SPACE, seen, "minimize", s)["x"] for s in range(40)]
+    far = [guided_params(SPACE, seen, "maximize", s)["x"] for s in range(40)]
     assert np.median(np.abs(np.array(near) - 0.7)) < np.median(np.abs(np.array(far) - 0.7))
 
 
@@ -53,7 +53,7 @@ def test_diverged_trials_count_as_the_worst_and_outside_ones_are_left_out():
     diverged = [({"x": 0.9 + 0.005 * i, "lr": 1e-2, "act": "b"}, math.nan) for i in range(12)]
     outside = [({"x": 0.5, "lr": 10.0, "act": "b"}, 5.0)]  # lr outside the space: ignored
     seen = good + diverged + outside
-    xs = [guided_params(SPACE, seen, [], "maximize", s)["x"] for s in range(30)]
+    xs = [guided_params(SPACE, seen, "maximize", s)["x"] for s in range(30)]
     assert np.median(xs) < 0.4  # drawn near the good trials, away from the diverged ones
 
 
@@ -108,7 +108,7 @@ def test_ranges_found_wrong_are_forgotten_but_their_exploration_trials_kept():
 def test_int_params_come_back_as_ints():
     space = SearchSpace(n=IntRange(4, 512, log=True))
     seen = [({"n": int(v)}, -abs(math.log2(v / 64))) for v in (4, 8, 16, 32, 64, 128, 256, 512) * 2]
-    drawn = [guided_params(space, seen, [], "maximize", s)["n"] for s in range(20)]
+    drawn = [guided_params(space, seen, "maximize", s)["n"] for s in range(20)]
     assert all(isinstance(n, int) and 4 <= n <= 512 for n in drawn)
 
 
@@ -163,3 +163,27 @@ def test_the_default_reaches_a_known_optimum_past_a_misleading_start(tmp_path):
     result = study.run()
     assert abs(math.log10(result.best_params["lr"]) + 1) < 0.2
     assert not result.rounds[-1].space["lr"].contains(1e-3)  # it left the start behind
+
+
+def test_a_running_trial_is_left_out_of_the_draw():
+    """Another worker's running trial at the best region is not an observation: a constant liar
+    would rank it worst and steer this draw away from the peak that trial is evaluating."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from hpo.guided import round_observations
+
+    dists = {
+        "x": FloatDistribution(0.0, 1.0),
+        "lr": FloatDistribution(1e-4, 1.0, log=True),
+        "act": CategoricalDistribution(("a", "b")),
+    }
+    done = [
+        create_trial(params=p, distributions=dists, value=v) for p, v in observations(30, seed=2)
+    ]
+    running = create_trial(
+        state=TrialState.RUNNING, params={"x": 0.7, "lr": 1e-2, "act": "b"}, distributions=dists
+    )
+    seen = round_observations([*done, running], this=10**9)  # this: no trial's id
+    assert len(seen) == 30 and all(p != running.params for p, _ in seen)
+    assert seen == round_observations(done, this=10**9)
