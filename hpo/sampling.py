@@ -19,17 +19,17 @@ __all__ = ["FixedSampler", "assign_grid_point", "make_pruner", "make_sampler", "
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_sampler(
-    name: str, seed: int | None, space: SearchSpace | None = None
-) -> optuna.samplers.BaseSampler:
-    """The sampler named ``name``: random (the textbook's method), tpe, qmc, cmaes, or grid
-    (every combination of the Categorical ``space``; its order must not depend on the seed)."""
+def make_sampler(name: str, seed: int | None, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """A round's sampler named ``name`` over the round's ``space``: random (the textbook's
+    method), tpe, qmc, cmaes, or grid (every combination of the Categorical ``space``; its order
+    must not depend on the seed). With tpe, every trial takes its parameters from
+    :mod:`hpo.guided` (a FixedSampler): Optuna's TPESampler here draws none."""
     if name == "grid":
         return _GridSampler({n: list(p.choices) for n, p in space.items()}, seed=0)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+        return optuna.samplers.TPESampler(seed=seed)
     if name == "qmc":
         return _RoundQMC(_relative_space(space, categorical=True), seed=seed, scramble=True)
     if name == "cmaes":
@@ -37,13 +37,11 @@ def make_sampler(
     raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}; got {name!r}")
 
 
-def _relative_space(space: SearchSpace | None, categorical: bool) -> dict[str, Any] | None:
+def _relative_space(space: SearchSpace, categorical: bool) -> dict[str, Any]:
     """The distributions a relative sampler (QMC, CMA-ES) models in a round: the round's own
     unconditional parameters (categoricals only if ``categorical``). Optuna infers them from the
     trials instead, and a round's exploration trials, declared over the hard limits, would make
     that 'a dynamic search space': every parameter would fall back to independent sampling."""
-    if space is None:
-        return None
     dists = {n: p.to_optuna() for n, p in space.items() if p.when is None}
     return {
         n: d
@@ -54,27 +52,26 @@ def _relative_space(space: SearchSpace | None, categorical: bool) -> dict[str, A
 
 class _RoundSpace:
     """A relative sampler that models the round's own distributions (``_relative``), whatever
-    its exploration trials declared; None: Optuna's inference from the trials."""
+    its exploration trials declared. Those trials, local ones and conditional parameters are
+    sampled otherwise on purpose: no warning for each."""
 
-    _relative: dict[str, Any] | None = None
+    _relative: dict[str, Any]
 
     def infer_relative_search_space(self, study, trial) -> dict[str, Any]:
-        if self._relative is None:
-            return super().infer_relative_search_space(study, trial)  # type: ignore[misc]
         return dict(self._relative)
 
 
 class _RoundQMC(_RoundSpace, optuna.samplers.QMCSampler):
-    def __init__(self, relative: dict[str, Any] | None, **kw: Any) -> None:
+    def __init__(self, relative: dict[str, Any], **kw: Any) -> None:
         with warnings.catch_warnings():  # "experimental": the user chose it, once per round
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            super().__init__(warn_independent_sampling=relative is None, **kw)
+            super().__init__(warn_independent_sampling=False, **kw)
         self._relative = relative
 
 
 class _RoundCmaEs(_RoundSpace, optuna.samplers.CmaEsSampler):
-    def __init__(self, relative: dict[str, Any] | None, **kw: Any) -> None:
-        super().__init__(warn_independent_sampling=relative is None, **kw)
+    def __init__(self, relative: dict[str, Any], **kw: Any) -> None:
+        super().__init__(warn_independent_sampling=False, **kw)
         self._relative = relative
 
 

@@ -23,12 +23,13 @@ ENDED = ("finished", "pruned", "diverged", "failed")
 
 
 def options(case: int, rng: random.Random) -> dict:
-    """Every sampler, backend and pruner in turn; the rest drawn."""
+    """Every sampler, backend and pruner in turn (each backend with each pruner); the rest
+    drawn."""
     backend = BACKENDS[case % 3]
     return {
         "sampler": SAMPLERS[case % 4],
         "backend": backend,
-        "pruner": PRUNERS[case % 3 - 1],  # not in step with the backends
+        "pruner": PRUNERS[case // 3 % 3],  # cases 0-8: each backend with each pruner
         "workers": 1 if backend == "sequential" else rng.choice([1, 2]),
         "rounds": rng.randint(1, 4),
         "trials": rng.randint(3, 16),
