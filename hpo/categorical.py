@@ -1,10 +1,11 @@
 """Narrowing of categorical parameters, for :func:`hpo.narrowing.narrow`: a choice is dropped only
-on evidence that it is worse, and while a choice is kept the numeric ranges keep the region where
-its best trial lies.
+on evidence that it is worse, never while a numeric range moves past an edge, and while a choice
+is kept the numeric ranges keep the region where its best trial lies.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,15 @@ from hpo.ranges import scale
 from hpo.records import PARAM_PREFIX, Change
 from hpo.space import Categorical, SearchSpace
 
-__all__ = ["NONE", "Climb", "narrow_categorical", "rival_bests", "rival_climbs", "same_choice"]
+__all__ = [
+    "NONE",
+    "Climb",
+    "narrow_categorical",
+    "rival_bests",
+    "rival_climbs",
+    "same_choice",
+    "unbracketed",
+]
 
 NONE = object()  # no incumbent value for a parameter
 
@@ -200,3 +209,25 @@ def _climb(space, numeric, score, policy, level, perms, name, c, mine, lead, num
         if ev.p_trend < level and ev.rho * direction > 0 and edge:
             return Climb(name, c, num, direction, ev.rho, ev.p_trend)
     return None
+
+
+def unbracketed(changes: dict[str, Change]) -> dict[str, Change]:
+    """No choice is dropped while a numeric range moves past an edge: the choices were compared
+    only inside the old range, and the region the range moves into may be where one of them
+    does best (adam's best lr may lie above sgd's and above the starting range)."""
+    moved = [
+        c.name
+        for c in changes.values()
+        if not isinstance(c.old, Categorical) and (c.new.low < c.old.low or c.new.high > c.old.high)
+    ]
+    if not moved:
+        return changes
+    out = dict(changes)
+    for name, c in changes.items():
+        if isinstance(c.old, Categorical) and len(c.new.choices) < len(c.old.choices):
+            detail = (
+                f"kept: {', '.join(moved)} moved past an edge, so the choices are compared "
+                f"again inside the new range (else: {c.detail})"
+            )
+            out[name] = dataclasses.replace(c, new=c.old, reason="kept", detail=detail)
+    return out

@@ -11,7 +11,10 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
   alpha / 2m over m parameters). While a choice is kept, the numeric ranges keep the region
   where its best trial lies (when it ranks in the round's better half): adam's best lr is not
   sgd's. A choice whose own scores climb toward an edge past the leading choice's best trial
-  (its region lies outside the range) is kept, and the range reaches a width past that edge.
+  (its region lies outside the range) is kept, and the range reaches a width past that edge
+  (``Change.reaches``: the next round samples at random, so that trials go there).
+- No choice is dropped while a numeric range moves past an edge: the choices were compared only
+  inside a range found not to bracket the optimum (adam's best lr may lie past sgd's edge).
 - The parameters are tested together (Holm's step-down): noise parameters do not add up to a
   false lead.
 - A signal (a parameter's own test at alpha, or a trial far out of the round's noise) lets the
@@ -35,7 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hpo.categorical import NONE, narrow_categorical, rival_bests, rival_climbs, same_choice
+from hpo.categorical import (
+    NONE,
+    narrow_categorical,
+    rival_bests,
+    rival_climbs,
+    same_choice,
+    unbracketed,
+)
 from hpo.evidence import (
     Tested,
     holm_levels,
@@ -160,6 +170,7 @@ def narrow(
         past = [c for c in climbs if c.numeric == name]  # a kept choice's region past an edge
         changes[name], evidence[name] = _past_edges(change, past), shown or bool(past)
     changes = {name: changes[name] for name in space}  # in the space's order
+    changes = unbracketed(changes)  # no choice dropped while a range moves past an edge
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
         changes = {name: _widen(c, why) for name, c in changes.items()}
     changes = {name: _holding(c, incumbent.get(name, NONE)) for name, c in changes.items()}
@@ -262,7 +273,7 @@ def _past_edges(change: Change, climbs) -> Change:
             note = f"{climb.param} {climb.choice!r} {climb.note()}"
             detail = f"{change.detail}; {note}: reaches a width past it"
             change = dataclasses.replace(
-                change, new=new, reason=reason_of(param, new), detail=detail
+                change, new=new, reason=reason_of(param, new), detail=detail, reaches=True
             )
     return change
 

@@ -136,6 +136,8 @@ class Change:
     # stood far out of its noise (hpo.evidence.stands_out): something a model can learn from
     signal: bool = False
     widened: bool = False  # no evidence and the ranges looked wrong: widened toward the limits
+    # reached a width past an edge toward a kept choice's region (its own scores climb there)
+    reaches: bool = False
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -150,7 +152,10 @@ class Change:
         """Inverse of :meth:`to_dict`."""
         old, new = param_from_dict(d["old"]), param_from_dict(d["new"])
         trend = int(d.get("trend", 0))
-        flags = {k: bool(d.get(k, False)) for k in ("settled", "evidence", "signal", "widened")}
+        flags = {
+            k: bool(d.get(k, False))
+            for k in ("settled", "evidence", "signal", "widened", "reaches")
+        }
         return cls(d["name"], old, new, d["reason"], d["detail"], trend, **flags)
 
 
@@ -177,7 +182,11 @@ class RoundRecord:
         the local trials near the best): all but a round right after a widening without a
         signal, whose trials would model the noise of the ranges just left (or refine around a
         noise winner there). A round whose narrowing kept its ranges without a signal still
-        learns: a first hit on a narrow peak inside the ranges is rarely a signal yet."""
+        learns: a first hit on a narrow peak inside the ranges is rarely a signal yet. A round
+        whose range reached past an edge toward a kept choice's region does not: a model of the
+        trials so far would keep that choice where it scored low, never in the region reached."""
+        if any(c.reaches for c in self.changes.values()):
+            return False
         return not self.widened or any(c.signal for c in self.changes.values())
 
     @property

@@ -27,9 +27,17 @@ reports as best, so a lucky noisy trial earns nothing.
   edge     the optimum lies on the hard limits (dropout 0.0, lr 10): a range must stop there.
   deep     a linear int (layers) whose optimum 14 lies far above its starting range 1..6.
   cond     conditional parameters: momentum exists only for sgd (peak 0.9), eps only for adam.
+  apart    two dominant parameters outside the start in opposite directions (lr 3 decades
+           below, weight decay 3 decades above), next to an int and a 3-way choice.
+  inverse  lr ~ 1 / batch size, both optimal past their starting ranges, and a momentum.
+  reach    each optimizer has its own best lr: sgd's (0.85) near the top of the starting range,
+           adam's (1.0) 1.5 decades above it, where adam scores about 0.01: adam must not be
+           dropped before lr's range has moved past the edge.
 
 sharp and choice were added after the rules were chosen on the first five (out-of-sample checks);
-low, many, edge, deep and cond after every rule was chosen, and no rule was changed for them.
+low, many, edge, deep and cond after every rule was chosen, and no rule was changed for them;
+apart, inverse and reach came from a later check on unseen spaces: the rule that no choice is
+dropped while a range moves past an edge was made for reach, and no rule for the other two.
 
 Strategies (default budget 120 trials, 2 workers, no tracking, stopping on unchanged ranges off):
 random-start / random-limits / tpe-limits (one round over the starting ranges or the hard
@@ -145,6 +153,33 @@ def cond(p: dict) -> float:
     if p["opt"] == "sgd":  # momentum is defined only here, eps only for adam
         return 0.9 * _bump(math.log10(p["lr"] / 0.1), 0.5) * _bump(p["momentum"] - 0.95, 0.05)
     return _bump(math.log10(p["lr"] / 3e-4), 0.3) * _bump(math.log10(p["eps"] / 1e-6), 1.0)
+
+
+def apart(p: dict) -> float:
+    act = {"relu": 1.0, "gelu": 0.9, "tanh": 0.75}[p["act"]]
+    return (
+        _bump(math.log10(p["lr"] / 1e-6), 0.6)
+        * _bump(math.log10(p["wd"] / 1e-1), 0.8)
+        * _bump(p["layers"] - 3, 2.0)
+        * act
+    )
+
+
+def inverse(p: dict) -> float:
+    v = math.log2(p["batch"] / 1024)  # the best log lr falls as log batch rises
+    return (
+        _bump(math.log10(p["lr"] / 1e-4) + 0.3 * v, 0.25)
+        * _bump(v, 2.0)
+        * _bump(p["mom"] - 0.5, 0.3)
+    )
+
+
+REACH = {"sgd": (1e-2, 0.85), "adam": (1.0, 1.0)}  # best lr, peak
+
+
+def reach(p: dict) -> float:
+    best_lr, peak = REACH[p["opt"]]
+    return peak * _bump(math.log10(p["lr"] / best_lr), 0.5) * _bump(p["dropout"] - 0.2, 0.25)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +315,34 @@ SPACES = {  # name: (value, starting space, a configuration where value == 1.0)
             eps=LogUniform(1e-10, 1e-4, limits=(1e-12, 1e-1), when={"opt": "adam"}),
         ),
         {"opt": "adam", "lr": 3e-4, "eps": 1e-6},
+    ),
+    "apart": (
+        apart,
+        SearchSpace(
+            lr=LogUniform(1e-3, 1.0, limits=(1e-9, 10.0)),
+            wd=LogUniform(1e-8, 1e-4, limits=(1e-10, 10.0)),
+            layers=IntRange(1, 6, limits=(1, 12)),
+            act=Categorical(("relu", "gelu", "tanh")),
+        ),
+        {"lr": 1e-6, "wd": 0.1, "layers": 3, "act": "relu"},
+    ),
+    "inverse": (
+        inverse,
+        SearchSpace(
+            lr=LogUniform(1e-3, 1.0, limits=(1e-8, 10.0)),
+            batch=IntRange(8, 128, log=True, limits=(1, 8192)),
+            mom=Uniform(0.0, 0.99, limits=(0.0, 0.999)),
+        ),
+        {"lr": 1e-4, "batch": 1024, "mom": 0.5},
+    ),
+    "reach": (
+        reach,
+        SearchSpace(
+            opt=Categorical(("sgd", "adam")),
+            lr=LogUniform(1e-5, 3e-2, limits=(1e-8, 100.0)),
+            dropout=Uniform(0.0, 0.8, limits=(0.0, 0.95)),
+        ),
+        {"opt": "adam", "lr": 1.0, "dropout": 0.2},
     ),
 }
 TASKS = {

@@ -3,6 +3,7 @@ lie inside its ranges, rank diverged trials worst, and depend on the trial's see
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -127,6 +128,11 @@ def test_a_round_right_after_a_widening_without_a_signal_samples_at_random():
     # widened without a signal: the scores so far are the noise of the ranges just left
     assert not RoundRecord(2, "s-2", SPACE, {"x": change(False, widened=True)}).learns
     assert RoundRecord(2, "s-2", SPACE, {"x": change(True, widened=True)}).learns
+    # a range reached past an edge toward a kept choice's region: a model of the trials so far
+    # would keep that choice where it scored low
+    reached = dataclasses.replace(change(True), reaches=True)
+    assert not RoundRecord(2, "s-2", SPACE, {"x": reached}).learns
+    assert Change.from_dict(reached.to_dict()).reaches
     study = Study("s", SPACE, lambda p, ctx: 0.0, tracking=False, workers=1)
     s = study.settings
     assert study.settings.sampler == "tpe"  # the default

@@ -461,6 +461,7 @@ def test_a_choice_whose_trials_climb_toward_an_edge_is_kept_and_the_range_reache
     )
     assert "kind 'b' trials climb toward batch's upper edge" in changes["batch"].detail
     assert new["batch"].high >= 256 * 32 and "reaches a width past it" in changes["batch"].detail
+    assert changes["batch"].reaches and not changes["kind"].reaches
     flat = np.where(np.array(kinds) == "a", a_score, 0.001 * rng.uniform(size=30))
     new, changes = narrow(space, trials.assign(value=flat))
     assert new["kind"].choices == ("a",) and new["batch"].high < 256
@@ -516,3 +517,34 @@ def test_a_numeric_without_a_column_is_kept_while_a_choice_is_judged():
     assert (
         new["x"] == space["x"] and changes["x"].detail == "kept: no column params_x in the trials"
     )
+
+
+def test_no_choice_is_dropped_while_a_range_moves_past_an_edge():
+    """sgd does best near lr's upper edge, so lr moves past it: adam, clearly worse inside the
+    old range, is compared again inside the new one (its best lr may lie past the edge). With
+    sgd's optimum bracketed inside the range, the same adam trials are dropped."""
+    space = SearchSpace(
+        opt=Categorical(("sgd", "adam")), lr=LogUniform(1e-5, 3e-2, limits=(1e-8, 100.0))
+    )
+    rng = np.random.default_rng(7)
+    lr = 10 ** rng.uniform(-5, math.log10(3e-2), 40)
+    opt = np.array(["sgd", "adam"] * 20)
+    adam = 0.001 * rng.uniform(size=40)  # flat and low: no climb of its own to keep it
+
+    def trials(sgd_best):
+        sgd = np.exp(-0.5 * ((np.log10(lr) - math.log10(sgd_best)) / 0.8) ** 2)
+        value = np.where(opt == "sgd", sgd, adam)
+        cols = {"params_opt": opt, "params_lr": lr}
+        return pd.DataFrame({"value": value, "state": "COMPLETE", **cols})
+
+    new, changes = narrow(space, trials(2.5e-2))
+    assert new["lr"].high > 3e-2 and changes["lr"].evidence  # moved past the upper edge
+    assert new["opt"].choices == ("sgd", "adam") and changes["opt"].reason == "kept"
+    assert changes["opt"].detail.startswith(
+        "kept: lr moved past an edge, so the choices are compared again inside the new range "
+        "(else: dropped 'adam'"
+    )
+    assert not changes["opt"].settled
+    new, changes = narrow(space, trials(1e-3))  # bracketed: adam goes
+    assert 1e-5 <= new["lr"].low < new["lr"].high <= 3e-2
+    assert new["opt"].choices == ("sgd",) and changes["opt"].detail.startswith("dropped 'adam'")

@@ -62,6 +62,14 @@ def test_optimum_outside_or_at_the_edge_of_the_starting_range_where_intended():
     assert edge.space["lr"].limits[1] == edge.optimum["lr"] == 10.0
     assert not TASKS["deep"].space["layers"].log and not TASKS["deep"].space["layers"].contains(14)
     assert TASKS["cond"].space["momentum"].when and TASKS["cond"].space["eps"].when
+    apart = TASKS["apart"]  # lr below its start, weight decay above
+    assert apart.space["lr"].low > 1e-6 and apart.space["wd"].high < 0.1
+    inverse = TASKS["inverse"]
+    assert not inverse.space["lr"].contains(1e-4) and not inverse.space["batch"].contains(1024)
+    reach = TASKS["reach"]  # adam's best lr past the range, sgd's (the runner-up) inside it
+    assert not reach.space["lr"].contains(1.0) and reach.space["lr"].contains(1e-2)
+    assert reach.value({"opt": "sgd", "lr": 1e-2, "dropout": 0.2}) == 0.85
+    assert reach.value({"opt": "adam", "lr": 3e-2, "dropout": 0.2}) < 0.02
 
 
 def test_false_leads_counts_the_narrowings_of_a_noise_study(capsys):
