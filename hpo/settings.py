@@ -209,7 +209,8 @@ class Settings:
         """What a worker needs to take trials of round ``k`` (the driver's and `hpo worker`'s);
         ``trials`` (the study's trials frame): what a TPE round learns from the earlier rounds
         (those from ``since`` on, and every exploration trial: hpo.records.learning_since);
-        ``learns`` False (the last narrowing widened the ranges without a signal): a TPE round
+        ``learns`` False (the last narrowing widened the ranges without a signal, or reached
+        toward a kept choice's region: hpo.records.RoundRecord.learns): a TPE round
         samples at random and no trial is drawn near the best so far (it may be a noise
         winner)."""
         # random and TPE round trials are drawn first and then declared with every starting
