@@ -215,10 +215,10 @@ def unbracketed(changes: dict[str, Change]) -> dict[str, Change]:
     """No choice is dropped while a numeric range moves past an edge: the choices were compared
     only inside the old range, and the region the range moves into may be where one of them
     does best (adam's best lr may lie above sgd's and above the starting range)."""
-    moved = [
+    moved = [  # hpo.ranges.reason_of: a bound moved out past the old range
         c.name
         for c in changes.values()
-        if not isinstance(c.old, Categorical) and (c.new.low < c.old.low or c.new.high > c.old.high)
+        if not isinstance(c.old, Categorical) and c.reason in ("shifted", "extended")
     ]
     if not moved:
         return changes

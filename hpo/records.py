@@ -153,8 +153,7 @@ class Change:
         old, new = param_from_dict(d["old"]), param_from_dict(d["new"])
         trend = int(d.get("trend", 0))
         flags = {
-            k: bool(d.get(k, False))
-            for k in ("settled", "evidence", "signal", "widened", "reaches")
+            f.name: bool(d.get(f.name, False)) for f in dataclasses.fields(cls) if f.type == "bool"
         }
         return cls(d["name"], old, new, d["reason"], d["detail"], trend, **flags)
 
