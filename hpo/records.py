@@ -152,8 +152,10 @@ class Change:
         """Inverse of :meth:`to_dict`."""
         old, new = param_from_dict(d["old"]), param_from_dict(d["new"])
         trend = int(d.get("trend", 0))
-        flags = {
-            f.name: bool(d.get(f.name, False)) for f in dataclasses.fields(cls) if f.type == "bool"
+        flags = {  # every flag (a field whose default is a bool), so none is left out
+            f.name: bool(d.get(f.name, False))
+            for f in dataclasses.fields(cls)
+            if isinstance(f.default, bool)
         }
         return cls(d["name"], old, new, d["reason"], d["detail"], trend, **flags)
 

@@ -105,9 +105,14 @@ def ridge(p: dict) -> float:
 BRANCHES = {"sgd": (0.1, 0.8), "momentum": (0.01, 0.9), "adam": (1e-3, 1.0)}  # best lr, peak
 
 
+def _own_lr(table: dict, choice: str, lr: float, sd: float) -> float:
+    """A choice with its own best lr: its peak x a bump (``sd`` decades) around that lr."""
+    best_lr, peak = table[choice]
+    return peak * _bump(math.log10(lr / best_lr), sd)
+
+
 def branch(p: dict) -> float:
-    best_lr, peak = BRANCHES[p["optimizer"]]
-    return peak * _bump(math.log10(p["lr"] / best_lr), 0.4)
+    return _own_lr(BRANCHES, p["optimizer"], p["lr"], 0.4)
 
 
 def sixfive(p: dict) -> float:
@@ -178,8 +183,7 @@ REACH = {"sgd": (1e-2, 0.85), "adam": (1.0, 1.0)}  # best lr, peak
 
 
 def reach(p: dict) -> float:
-    best_lr, peak = REACH[p["opt"]]
-    return peak * _bump(math.log10(p["lr"] / best_lr), 0.5) * _bump(p["dropout"] - 0.2, 0.25)
+    return _own_lr(REACH, p["opt"], p["lr"], 0.5) * _bump(p["dropout"] - 0.2, 0.25)
 
 
 @dataclasses.dataclass(frozen=True)
