@@ -178,7 +178,9 @@ class Driver:
             job, n = s.confirm_job(k, record.study_name), len(record.candidates)
             refill = lambda: fill_candidates(rs, list(record.candidates), s.max_failures)  # noqa: E731
         else:
-            trials = trials_frame(self.storage, s.name) if s.sampler == "tpe" else None
+            # what a TPE round learns from, and where local trials may centre (hpo.explore)
+            wanted = s.sampler == "tpe" or s.narrowing.local > 0
+            trials = trials_frame(self.storage, s.name) if wanted else None
             since = learning_since(self.rounds(), k)
             job = s.round_job(k, record.space, near, trials, record.learns, since)
             n = s.trials

@@ -3,7 +3,10 @@
 Exploration trials are drawn from the hard limits and every starting choice, so an optimum outside
 a misleading range (or behind a dropped choice) can be found even when the round's own trials say
 nothing. Local trials are drawn close to the best trial so far (inside the round's ranges), so a
-good region is refined, not only sampled. Which trials are which is a function of the trial
+good region is refined, not only sampled; while a categorical keeps two or more choices, some are
+drawn close to another choice's best trial instead, when it ranks among the best trials so far
+(adam's first hit at its own lr, far from sgd's, is refined too: a model fitted to every trial
+keeps sampling the leading choice). Which trials are which is a function of the trial
 number (reproducible, resume-safe): of a round's first N trials, floor(N x share) exploration
 trials and N x share rounded local ones, spread evenly (a local slot that falls on an exploration
 trial moves to the next trial).
@@ -14,6 +17,7 @@ from __future__ import annotations
 import math
 
 from hpo.conditions import active
+from hpo.records import PARAM_PREFIX, TrialStatus
 from hpo.space import Categorical, SearchSpace
 
 __all__ = [
@@ -21,11 +25,13 @@ __all__ = [
     "exploration_space",
     "is_exploration",
     "local_params",
+    "rival_centres",
     "trial_kind",
 ]
 
 LOCAL_SD = 0.1  # a local trial moves each parameter by N(0, 0.1 x its range width)
 LOCAL_KEEP = 0.75  # and keeps the best trial's categorical choice with this probability
+RIVAL_TOP = 0.2  # another choice's best trial is a local centre when it ranks in this top share
 
 
 def is_exploration(number: int, share: float) -> bool:
@@ -118,3 +124,27 @@ def declared_space(space: SearchSpace, wide: SearchSpace) -> SearchSpace:
     return space.replace(
         **{n: wide[n] for n, p in space.items() if isinstance(p, Categorical) and n in wide}
     )
+
+
+def rival_centres(trials, space: SearchSpace, best, direction: str) -> tuple[dict, ...]:
+    """For each categorical of ``space`` with two or more choices, the best finished trial of each
+    choice other than ``best``'s (the best so far) when it ranks among the top ``RIVAL_TOP`` of
+    the study's finished trials: further centres for local trials."""
+    if trials is None or len(trials) == 0 or not best:
+        return ()
+    done = trials[(trials["status"] == TrialStatus.FINISHED) & trials["value"].notna()]
+    done = done.sort_values("value", ascending=direction == "minimize", kind="stable")
+    top = done.head(max(1, math.ceil(RIVAL_TOP * len(done)))).to_dict("records")
+    centres = []
+    for name, param in space.items():
+        column = PARAM_PREFIX + name
+        if not isinstance(param, Categorical) or len(param.choices) < 2:
+            continue
+        for choice in param.choices:
+            if name in best and Categorical((choice,)).contains(best[name]):
+                continue
+            row = next((r for r in top if Categorical((choice,)).contains(r.get(column))), None)
+            if row is not None:
+                params = {n: row.get(PARAM_PREFIX + n) for n in space}
+                centres.append({n: v for n, v in params.items() if v is not None and v == v})
+    return tuple(centres)

@@ -19,7 +19,7 @@ from typing import Any
 from hpo.budget import parse_duration
 from hpo.choices import BACKENDS, PRUNERS, SAMPLERS
 from hpo.errors import InputError, env_number
-from hpo.explore import exploration_space
+from hpo.explore import exploration_space, rival_centres
 from hpo.guided import history
 from hpo.narrowing import NarrowingPolicy
 from hpo.records import metric_of, to_json
@@ -238,6 +238,7 @@ class Settings:
             explore_dict=wide.to_dict(),
             local=local,
             best=best,
+            rivals=rival_centres(trials, space, best, self.direction) if local else (),
             history=history(trials, wide, k, since) if sampler == "tpe" else (),
         )
 

@@ -59,6 +59,7 @@ class RoundJob:
     explore_dict: dict[str, Any] | None = None  # where they sample
     local: float = 0.0  # share of local trials near ``best`` (hpo.local)
     best: dict[str, Any] | None = None  # the best parameters so far, when there are some
+    rivals: tuple = ()  # other choices' best trials: local trials centre on them too (hpo.explore)
     deadline: float | None = None  # time.time() after which no trial is claimed (hpo.budget)
     target: float | None = None  # a trial of the round reached it: no trial is claimed
     repeats: int = 1  # evaluations of each configuration, with seeds repeat_seed(seed, r)
@@ -112,7 +113,7 @@ def run_trial(job: RoundJob, rs: RoundStudy, trial_id: int) -> TrialStatus:
 
 def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed: int):
     """Sample the trial's parameters: from the round's sampler, the hard limits (exploration) or
-    near the best so far (local); the kind is recorded as a user attr."""
+    near the best so far or another choice's best (local); the kind is recorded as a user attr."""
     kind = "round"
     if job.explore_dict is not None:
         kind = trial_kind(number, job.explore, job.local if job.best else 0.0)
@@ -124,7 +125,9 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
         space = wide
     if kind == "local":
         rng = np.random.default_rng(seed)
-        rs.study.sampler = FixedSampler(local_params(space, job.best, rng))
+        centres = [job.best, *job.rivals]  # each equally likely
+        centre = centres[int(rng.integers(len(centres)))] if job.rivals else job.best
+        rs.study.sampler = FixedSampler(local_params(space, centre, rng))
     elif job.sampler == "tpe":  # a TPE that has seen the earlier rounds too
         trials = rs.storage.get_all_trials(rs.id, deepcopy=False)  # read only
         observed = round_observations(trials, trial_id)

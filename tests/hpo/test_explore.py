@@ -1,11 +1,18 @@
 """Which trials of a round explore the hard limits and which are drawn near the best so far
-(hpo.explore.trial_kind): shares kept whatever they are, positions a function of the number."""
+(hpo.explore.trial_kind): shares kept whatever they are, positions a function of the number;
+local trials also centre on another choice's best trial when it ranks high (rival_centres)."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import pandas as pd
 import pytest
 
-from hpo.explore import trial_kind
+from hpo import NarrowingPolicy, StopPolicy, Study
+from hpo.explore import rival_centres, trial_kind
+from hpo.space import Categorical, LogUniform, SearchSpace
 
 
 @pytest.mark.parametrize(
@@ -29,3 +36,69 @@ def test_the_defaults_keep_their_positions():
     kinds = [trial_kind(i, 0.2, 0.2) for i in range(30)]
     assert [i for i, k in enumerate(kinds) if k == "explore"] == [4, 9, 14, 19, 24, 29]
     assert [i for i, k in enumerate(kinds) if k == "local"] == [2, 7, 12, 17, 22, 27]
+
+
+def _frame(opts, lrs, values, status="finished"):
+    return pd.DataFrame(
+        {"status": status, "value": values, "params_opt": opts, "params_lr": lrs, "round": 1}
+    )
+
+
+def test_local_trials_also_centre_on_another_choices_best_when_it_ranks_high():
+    """adam's best trial ranks 2nd of 10 (in the top 20%): a centre; momentum's ranks 5th: not;
+    sgd holds the best so far: not a rival of itself. Minimizing ranks the other way."""
+    space = SearchSpace(opt=Categorical(("sgd", "adam", "momentum")), lr=LogUniform(1e-5, 1.0))
+    opts = ["sgd", "adam", "sgd", "sgd", "momentum", "adam", "sgd", "sgd", "sgd", "sgd"]
+    lrs = [1e-2, 3e-4, 2e-2, 5e-3, 1e-1, 1e-4, 1e-3, 1e-4, 1e-5, 3e-1]
+    values = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, float("nan")]
+    trials = _frame(opts, lrs, values)
+    best = {"opt": "sgd", "lr": 1e-2}
+    assert rival_centres(trials, space, best, "maximize") == ({"opt": "adam", "lr": 3e-4},)
+    # sgd's best is adam's rival when adam holds the best so far
+    assert rival_centres(trials, space, {"opt": "adam"}, "maximize") == (best,)
+    # minimizing: the lowest values rank first (9 scored trials: the top 2)
+    low = rival_centres(trials, space, {"opt": "sgd"}, "minimize")
+    assert low == ()  # the 2 lowest are sgd's
+    trials.loc[7, "params_opt"] = "momentum"  # 0.2 now momentum's, 2nd lowest
+    assert rival_centres(trials, space, {"opt": "sgd"}, "minimize") == (
+        {"opt": "momentum", "lr": 1e-4},
+    )
+    # a choice narrowing dropped, failed trials, no categorical, no best so far: no centre
+    kept = space.replace(opt=Categorical(("sgd", "momentum")))
+    assert rival_centres(_frame(opts, lrs, values), kept, best, "maximize") == ()
+    assert rival_centres(_frame(opts, lrs, values, "failed"), space, best, "maximize") == ()
+    assert rival_centres(trials, SearchSpace(lr=LogUniform(1e-5, 1.0)), best, "maximize") == ()
+    assert rival_centres(trials, space, None, "maximize") == ()
+
+
+def two_optimizers(p, ctx):  # sgd peaks 1.0 at lr 1e-2, adam 0.97 at 1e-4
+    best, peak = {"sgd": (-2.0, 1.0), "adam": (-4.0, 0.97)}[p["opt"]]
+    return peak * math.exp(-0.5 * ((math.log10(p["lr"]) - best) / 0.8) ** 2)
+
+
+def test_a_study_refines_another_choices_region_with_local_trials(tmp_path):
+    """Round 1 finds both optimizers' regions; round 2 draws some local trials close to adam's
+    best round-1 trial (adam's own lr, 2 decades below sgd's), the rest close to sgd's."""
+    space = SearchSpace(opt=Categorical(("sgd", "adam")), lr=LogUniform(1e-6, 1.0))
+    study = Study(
+        "rivals",
+        space,
+        two_optimizers,
+        rounds=2,
+        trials=40,
+        workers=1,
+        seed=0,
+        out=tmp_path,
+        tracking=False,
+        stop=StopPolicy(when_unchanged=False),
+        sampler="random",
+        narrowing=NarrowingPolicy(explore=0.0, local=0.5),
+    )
+    t = study.run().trials
+    first = t[(t["round"] == 1) & (t["status"] == "finished")].sort_values("value")
+    adam = first[first["params_opt"] == "adam"].iloc[-1]
+    assert (first["value"] > adam["value"]).sum() < 0.2 * len(first)  # in the top 20%
+    local = t[(t["round"] == 2) & t["local"].eq(True)]
+    near_adam = local[(np.log10(local["params_lr"]) - math.log10(adam["params_lr"])).abs() < 0.5]
+    near_sgd = local[(np.log10(local["params_lr"]) + 2).abs() < 1.0]
+    assert len(near_adam) >= 3 and len(near_sgd) >= 3

@@ -467,6 +467,36 @@ def test_a_choice_whose_trials_climb_toward_an_edge_is_kept_and_the_range_reache
     assert new["kind"].choices == ("a",) and new["batch"].high < 256
 
 
+def test_a_choice_that_climbs_over_all_its_trials_is_kept_when_few_lie_past_the_leader():
+    """adam's best lr lies 1.5 decades above the range, sgd's inside: only three adam trials
+    lie past sgd's best, so the climb is read over all of adam's trials (rising to its best,
+    past sgd's, in the edge band): adam is kept and lr reaches a width past the edge. The same
+    adam trials peaking inside the range (a shared optimum below the edge band) are dropped."""
+    space = SearchSpace(
+        opt=Categorical(("sgd", "adam")), lr=LogUniform(1e-5, 3e-2, limits=(1e-8, 100.0))
+    )
+    rng = np.random.default_rng(3)
+    sgd_lr = 10 ** rng.uniform(-5, math.log10(3e-2), 24)
+    adam_lr = 10 ** np.array([-4.6, -4.0, -3.4, -2.9, -2.5, -1.6])  # 3 past sgd's best
+    lr = np.concatenate([sgd_lr, adam_lr])
+    opt = np.array(["sgd"] * 24 + ["adam"] * 6)
+    sgd = 0.85 * np.exp(-0.5 * ((np.log10(sgd_lr) + 3) / 1.0) ** 2)
+
+    def trials(adam_best):
+        adam = 0.01 * np.exp(-0.5 * ((np.log10(adam_lr) - adam_best) / 0.5) ** 2)
+        value = np.concatenate([sgd, adam])
+        return pd.DataFrame(
+            {"value": value, "state": "COMPLETE", "params_opt": opt, "params_lr": lr}
+        )
+
+    new, changes = narrow(space, trials(0.0))  # adam does best at lr 1
+    assert new["opt"].choices == ("sgd", "adam")
+    assert "'adam' below here, but its trials climb toward lr's upper edge" in changes["opt"].detail
+    assert new["lr"].high > 50 and changes["lr"].reaches  # 3e-2 x 10^3.48: a width past
+    new, changes = narrow(space, trials(-4.0))  # adam peaks at 1e-4, inside: no climb
+    assert new["opt"].choices == ("sgd",) and not changes["lr"].reaches
+
+
 def test_the_best_trial_so_far_brings_back_a_choice_dropped_earlier():
     """An exploration trial drew 'b' (dropped in an earlier round) and is the best so far: the
     next round has 'b' again, and the reason says why."""
