@@ -126,13 +126,19 @@ def declared_space(space: SearchSpace, wide: SearchSpace) -> SearchSpace:
     )
 
 
-def rival_centres(trials, space: SearchSpace, best, direction: str) -> tuple[dict, ...]:
+def rival_centres(
+    trials, space: SearchSpace, best, direction: str, before: int | None = None
+) -> tuple[dict, ...]:
     """For each categorical of ``space`` with two or more choices, the best finished trial of each
     choice other than ``best``'s (the best so far) when it ranks among the top ``RIVAL_TOP`` of
-    the study's finished trials: further centres for local trials."""
+    the study's finished trials (of the rounds before ``before``: a resumed round, or a worker
+    that joins late, centres where the round's first trials did): further centres for local
+    trials."""
     if trials is None or len(trials) == 0 or not best:
         return ()
     done = trials[(trials["status"] == TrialStatus.FINISHED) & trials["value"].notna()]
+    if before is not None:
+        done = done[done["round"] < before]
     done = done.sort_values("value", ascending=direction == "minimize", kind="stable")
     top = done.head(max(1, math.ceil(RIVAL_TOP * len(done)))).to_dict("records")
     centres = []

@@ -238,7 +238,7 @@ class Settings:
             explore_dict=wide.to_dict(),
             local=local,
             best=best,
-            rivals=rival_centres(trials, space, best, self.direction) if local else (),
+            rivals=rival_centres(trials, space, best, self.direction, k) if local else (),
             history=history(trials, wide, k, since) if sampler == "tpe" else (),
         )
 

@@ -63,6 +63,12 @@ def test_local_trials_also_centre_on_another_choices_best_when_it_ranks_high():
     assert rival_centres(trials, space, {"opt": "sgd"}, "minimize") == (
         {"opt": "momentum", "lr": 1e-4},
     )
+    # only the rounds before the one being sampled: a resumed round centres as it first did
+    later = pd.concat([trials, _frame(["momentum"], [1e-3], [5.0]).assign(round=2)])
+    assert rival_centres(later, space, best, "maximize", before=2) == rival_centres(
+        trials, space, best, "maximize"
+    )
+    assert rival_centres(later, space, best, "maximize")[0] == {"opt": "momentum", "lr": 1e-3}
     # a choice narrowing dropped, failed trials, no categorical, no best so far: no centre
     kept = space.replace(opt=Categorical(("sgd", "momentum")))
     assert rival_centres(_frame(opts, lrs, values), kept, best, "maximize") == ()
