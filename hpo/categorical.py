@@ -157,8 +157,7 @@ def rival_climbs(space: SearchSpace, scored, score: np.ndarray, policy) -> list[
     large batch's best optimizer is not a small batch's). A shared optimum is no climb: past it,
     the choice's scores fall. With fewer than ``min_choice_trials`` of its trials past the
     leading choice's best (adam's region 1.5 decades above a range where sgd does best near the
-    top), the trend is read over all its trials when the best of those few lies farthest out
-    and is its best trial of all."""
+    top), the trend is read over all its trials when its best trial lies farthest out."""
     numeric = {  # each numeric with a column: (usable, its values in its own scale)
         n: _full(*in_scale(p, scored[PARAM_PREFIX + n]))
         for n, p in space.items()
@@ -203,26 +202,20 @@ def _climb(space, numeric, score, policy, level, perms, name, c, mine, lead, num
     lo, hi = scale(param)[:2]
     band = 2 * policy.edge * (hi - lo)
     for direction in (1, -1):  # the choice's trials past the lead's best, on each side
-        past = mine & usable & (direction * (t_all - pivot) > 0)
-        enough = past.sum() >= policy.min_choice_trials
-        ok = past if enough else mine & usable
-        if ok.sum() < policy.min_choice_trials or not (enough or _rising(direction * t_all[past])):
+        ok = mine & usable & (direction * (t_all - pivot) > 0)
+        if 0 < ok.sum() < policy.min_choice_trials:
+            # too few for a trend of their own: all its trials, when its best lies farthest out
+            # (past a shared optimum the scores fall, so the best does not)
+            out = direction * t_all[mine & usable]
+            ok = mine & usable if out[0] == out.max() else ok
+        if ok.sum() < policy.min_choice_trials:
             continue
         t = t_all[ok]  # ranked order: t[0] is the choice's best there
-        if direction * (t[0] - pivot) <= 0:
-            continue
         ev = numeric_evidence(t, score[ok], max(1, min(policy.min_top, len(t) - 1)), perms)
         edge = t[0] >= hi - band if direction > 0 else t[0] <= lo + band
         if ev.p_trend < level and ev.rho * direction > 0 and edge:
             return Climb(name, c, num, direction, ev.rho, ev.p_trend)
     return None
-
-
-def _rising(past: np.ndarray) -> bool:
-    """Too few of a choice's trials lie past the leading choice's best for a trend of their own
-    (``past``: their signed positions, in ranked order): the best of them must lie the farthest
-    out (past a shared optimum, scores fall)."""
-    return len(past) > 0 and past[0] == past.max()
 
 
 def unbracketed(changes: dict[str, Change]) -> dict[str, Change]:

@@ -179,8 +179,7 @@ class Driver:
             refill = lambda: fill_candidates(rs, list(record.candidates), s.max_failures)  # noqa: E731
         else:
             # what a TPE round learns from, and where local trials may centre (hpo.explore)
-            wanted = s.sampler == "tpe" or s.narrowing.local > 0
-            trials = trials_frame(self.storage, s.name) if wanted else None
+            trials = trials_frame(self.storage, s.name)
             since = learning_since(self.rounds(), k)
             job = s.round_job(k, record.space, near, trials, record.learns, since)
             n = s.trials

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import math
 
+from hpo.categorical import same_choice
 from hpo.conditions import active
-from hpo.records import PARAM_PREFIX, TrialStatus
+from hpo.records import params_of, ranked
 from hpo.space import Categorical, SearchSpace
 
 __all__ = [
     "declared_space",
     "exploration_space",
     "is_exploration",
+    "local_centre",
     "local_params",
     "rival_centres",
     "trial_kind",
@@ -84,6 +86,13 @@ def local_params(space: SearchSpace, best: dict, rng) -> dict:
     return out
 
 
+def local_centre(best: dict, rivals: tuple, rng) -> dict:
+    """Where a local trial centres: the best so far or, when there are other choices' bests
+    (``rivals``, :func:`rival_centres`), one of them, each equally likely. Without rivals no
+    random number is drawn, so such studies draw the trials they always did."""
+    return (best, *rivals)[int(rng.integers(1 + len(rivals)))] if rivals else best
+
+
 def exploration_space(
     start: SearchSpace, current: SearchSpace, choices: bool = True
 ) -> SearchSpace:
@@ -129,28 +138,25 @@ def declared_space(space: SearchSpace, wide: SearchSpace) -> SearchSpace:
 def rival_centres(
     trials, space: SearchSpace, best, direction: str, before: int | None = None
 ) -> tuple[dict, ...]:
-    """For each categorical of ``space`` with two or more choices, the best finished trial of each
+    """For each categorical of ``space`` with two or more choices, the best scored trial of each
     choice other than ``best``'s (the best so far) when it ranks among the top ``RIVAL_TOP`` of
-    the study's finished trials (of the rounds before ``before``: a resumed round, or a worker
+    the study's scored trials (of the rounds before ``before``: a resumed round, or a worker
     that joins late, centres where the round's first trials did): further centres for local
     trials."""
     if trials is None or len(trials) == 0 or not best:
         return ()
-    done = trials[(trials["status"] == TrialStatus.FINISHED) & trials["value"].notna()]
     if before is not None:
-        done = done[done["round"] < before]
-    done = done.sort_values("value", ascending=direction == "minimize", kind="stable")
-    top = done.head(max(1, math.ceil(RIVAL_TOP * len(done)))).to_dict("records")
+        trials = trials[trials["round"] < before]
+    scored = ranked(trials, direction)
+    top = [
+        params_of(row) for row in scored.head(math.ceil(RIVAL_TOP * len(scored))).to_dict("records")
+    ]
     centres = []
     for name, param in space.items():
-        column = PARAM_PREFIX + name
         if not isinstance(param, Categorical) or len(param.choices) < 2:
             continue
         for choice in param.choices:
-            if name in best and Categorical((choice,)).contains(best[name]):
+            if name in best and same_choice(choice, best[name]):
                 continue
-            row = next((r for r in top if Categorical((choice,)).contains(r.get(column))), None)
-            if row is not None:
-                params = {n: row.get(PARAM_PREFIX + n) for n in space}
-                centres.append({n: v for n, v in params.items() if v is not None and v == v})
+            centres += [p for p in top if name in p and same_choice(choice, p[name])][:1]
     return tuple(centres)

@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from hpo.explore import declared_space, local_params, trial_kind
+from hpo.explore import declared_space, local_centre, local_params, trial_kind
 from hpo.guided import guided_params, round_observations
 from hpo.liveness import worker_id
 from hpo.objective import Diverged, TrialContext, call_objective
@@ -113,7 +113,7 @@ def run_trial(job: RoundJob, rs: RoundStudy, trial_id: int) -> TrialStatus:
 
 def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed: int):
     """Sample the trial's parameters: from the round's sampler, the hard limits (exploration) or
-    near the best so far or another choice's best (local); the kind is recorded as a user attr."""
+    near the best so far or another choice's best (local); the kind is kept as a user attr."""
     kind = "round"
     if job.explore_dict is not None:
         kind = trial_kind(number, job.explore, job.local if job.best else 0.0)
@@ -125,8 +125,7 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
         space = wide
     if kind == "local":
         rng = np.random.default_rng(seed)
-        centres = [job.best, *job.rivals]  # each equally likely
-        centre = centres[int(rng.integers(len(centres)))] if job.rivals else job.best
+        centre = local_centre(job.best, job.rivals, rng)
         rs.study.sampler = FixedSampler(local_params(space, centre, rng))
     elif job.sampler == "tpe":  # a TPE that has seen the earlier rounds too
         trials = rs.storage.get_all_trials(rs.id, deepcopy=False)  # read only

@@ -38,9 +38,9 @@ def test_the_defaults_keep_their_positions():
     assert [i for i, k in enumerate(kinds) if k == "local"] == [2, 7, 12, 17, 22, 27]
 
 
-def _frame(opts, lrs, values, status="finished"):
+def _frame(opts, lrs, values, state="COMPLETE"):
     return pd.DataFrame(
-        {"status": status, "value": values, "params_opt": opts, "params_lr": lrs, "round": 1}
+        {"state": state, "value": values, "params_opt": opts, "params_lr": lrs, "round": 1}
     )
 
 
@@ -72,7 +72,7 @@ def test_local_trials_also_centre_on_another_choices_best_when_it_ranks_high():
     # a choice narrowing dropped, failed trials, no categorical, no best so far: no centre
     kept = space.replace(opt=Categorical(("sgd", "momentum")))
     assert rival_centres(_frame(opts, lrs, values), kept, best, "maximize") == ()
-    assert rival_centres(_frame(opts, lrs, values, "failed"), space, best, "maximize") == ()
+    assert rival_centres(_frame(opts, lrs, values, "FAIL"), space, best, "maximize") == ()
     assert rival_centres(trials, SearchSpace(lr=LogUniform(1e-5, 1.0)), best, "maximize") == ()
     assert rival_centres(trials, space, None, "maximize") == ()
 
