@@ -155,10 +155,10 @@ def rival_climbs(space: SearchSpace, scored, score: np.ndarray, policy) -> list[
     alpha / 4m for the m (choice, range) pairs, two sides each; the choice's best trial in the
     edge band): a choice can lose inside the ranges only because its region lies past them (a
     large batch's best optimizer is not a small batch's). A shared optimum is no climb: past it,
-    the choice's scores fall. When its best trial lies farthest out, the trend is read over all
-    its trials (adam's region 1.5 decades above a range where sgd does best near the top: few of
-    its trials lie past sgd's best; 'b''s 3 doublings above the batch range: five trials in
-    perfect order cannot pass alpha / 4m, seven can)."""
+    the choice's scores fall. When at most one of its trials lies farther out than its best, the
+    trend is read over all its trials (adam's region 1.5 decades above a range where sgd does
+    best near the top: few of its trials lie past sgd's best; 'b''s 3 doublings above the batch
+    range: five trials in perfect order cannot pass alpha / 4m, seven can)."""
     numeric = {  # each numeric with a column: (usable, its values in its own scale)
         n: _full(*in_scale(p, scored[PARAM_PREFIX + n]))
         for n, p in space.items()
@@ -205,9 +205,10 @@ def _climb(space, numeric, score, policy, level, perms, name, c, mine, lead, num
     for direction in (1, -1):  # the choice's trials past the lead's best, on each side
         ok = mine & usable & (direction * (t_all - pivot) > 0)
         out = direction * t_all[mine & usable]
-        if ok.any() and out[0] == out.max():
-            # its best lies farthest out: the trend over all its trials (past a shared optimum
-            # the scores fall, so the best does not)
+        if ok.any() and (out > out[0]).sum() <= 1:
+            # its best lies farthest out, or but one trial (scoring lower for another parameter,
+            # or just past the peak): the trend over all its trials. Past a shared optimum the
+            # scores fall, so the best has more of its trials beyond it
             ok = mine & usable
         if ok.sum() < policy.min_choice_trials:
             continue

@@ -497,12 +497,17 @@ def test_a_choice_that_climbs_over_all_its_trials_is_kept_when_few_lie_past_the_
     assert new["opt"].choices == ("sgd",) and not changes["lr"].reaches
 
 
-def test_a_choice_that_climbs_over_all_its_trials_is_kept_when_those_past_the_leader_are_few():
+@pytest.mark.parametrize("beyond", [(), (5000,)])
+def test_a_choice_that_climbs_over_all_its_trials_is_kept_when_those_past_the_leader_are_few(
+    beyond,
+):
     """'b' does best at batch 2048, 3 doublings above the range, 'a' at 24: 5 of b's 7 trials lie
     past a's best (two of them exploration trials beyond the edge), in perfect order, yet 5
     trials alone cannot pass the climb test at alpha / 4m. Its best lies farthest out, so the
-    trend is read over all 7: 'b' is kept and batch reaches past the edge. The same 'b' peaking
-    at batch 64, inside (its best not farthest out), is dropped."""
+    trend is read over all 7: 'b' is kept and batch reaches past the edge. So too with one more
+    exploration trial past b's optimum (``beyond``: batch 5000, scoring below b's best; the 6
+    trials past a's best alone are out of order). The same 'b' peaking at batch 64, inside (its
+    best with trials beyond it), is dropped."""
     space = SearchSpace(
         kind=Categorical(("a", "b")),
         batch=IntRange(8, 256, log=True, limits=(1, 8192)),
@@ -510,10 +515,10 @@ def test_a_choice_that_climbs_over_all_its_trials_is_kept_when_those_past_the_le
     )
     rng = np.random.default_rng(10)
     a_batch = np.round(2 ** rng.uniform(3, 7, 23)).astype(int)
-    b_batch = np.array([8, 14, 30, 75, 221, 1482, 1699])
+    b_batch = np.array([8, 14, 30, 75, 221, 1482, 1699, *beyond])
     batch = np.concatenate([a_batch, b_batch])
-    lr = 10 ** np.concatenate([rng.uniform(-2.5, -1.5, 23), np.full(7, -0.8)])
-    kind = np.array(["a"] * 23 + ["b"] * 7)
+    lr = 10 ** np.concatenate([rng.uniform(-2.5, -1.5, 23), np.full(len(b_batch), -0.8)])
+    kind = np.array(["a"] * 23 + ["b"] * len(b_batch))
     fit = np.exp(-0.5 * (np.log10(lr / 1e-2) / 0.7) ** 2)
 
     def trials(b_best):
@@ -526,7 +531,7 @@ def test_a_choice_that_climbs_over_all_its_trials_is_kept_when_those_past_the_le
     t = trials(2048)
     b = t[t.params_kind == "b"].sort_values("value", ascending=False)
     a_best = t[t.params_kind == "a"].sort_values("value").iloc[-1].params_batch
-    assert (b.params_batch > a_best).sum() == 5 and b.params_batch.iloc[0] == 1699
+    assert (b.params_batch > a_best).sum() == 5 + len(beyond) and b.params_batch.iloc[0] == 1699
     new, changes = narrow(space, t)
     assert new["kind"].choices == ("a", "b")
     kept = "'b' below here, but its trials climb toward batch's upper edge"
