@@ -20,6 +20,7 @@ from hpo.space import Categorical, SearchSpace
 __all__ = [
     "NONE",
     "Climb",
+    "choice_bests",
     "narrow_categorical",
     "rival_bests",
     "rival_climbs",
@@ -130,6 +131,12 @@ def members(choices, labels: list[Any]) -> list[np.ndarray]:
     return [np.array([same_choice(c, v) for v in labels], dtype=bool) for c in choices]
 
 
+def choice_bests(choices, labels: list[Any]) -> list[int | None]:
+    """For each choice, the first of the trials (their ``labels``, in ranked order: its best)
+    that took it, or None."""
+    return [int(np.argmax(took)) if took.any() else None for took in members(choices, labels)]
+
+
 def rival_bests(space: SearchSpace, changes: Mapping[str, Change], scored) -> list[int]:
     """Rows (in ranked order) of the best trial of each choice a categorical keeps, among the
     round's better half: a numeric range narrowed around the leading choice's best trials alone
@@ -143,8 +150,8 @@ def rival_bests(space: SearchSpace, changes: Mapping[str, Change], scored) -> li
             continue
         if len(kept.new.choices) < 2:
             continue
-        for took in members(kept.new.choices, scored[column].tolist()):
-            if took.any() and 0 < (i := int(np.argmax(took))) < half:  # the choice's best trial
+        for i in choice_bests(kept.new.choices, scored[column].tolist()):
+            if i is not None and 0 < i < half:
                 rows.add(i)
     return sorted(rows)
 

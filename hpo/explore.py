@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 
-from hpo.categorical import same_choice
+from hpo.categorical import choice_bests, same_choice
 from hpo.conditions import active
-from hpo.records import params_of, ranked
+from hpo.records import PARAM_PREFIX, params_of, ranked
 from hpo.space import Categorical, SearchSpace
 
 __all__ = [
@@ -148,15 +148,15 @@ def rival_centres(
     if before is not None:
         trials = trials[trials["round"] < before]
     scored = ranked(trials, direction)
-    top = [
-        params_of(row) for row in scored.head(math.ceil(RIVAL_TOP * len(scored))).to_dict("records")
-    ]
+    top = scored.head(math.ceil(RIVAL_TOP * len(scored)))
+    rows = top.to_dict("records")
     centres = []
     for name, param in space.items():
-        if not isinstance(param, Categorical) or len(param.choices) < 2:
+        column = PARAM_PREFIX + name
+        if not isinstance(param, Categorical) or len(param.choices) < 2 or column not in top:
             continue
-        for choice in param.choices:
-            if name in best and same_choice(choice, best[name]):
-                continue
-            centres += [p for p in top if name in p and same_choice(choice, p[name])][:1]
+        firsts = choice_bests(param.choices, top[column].tolist())
+        for choice, i in zip(param.choices, firsts, strict=True):
+            if i is not None and not (name in best and same_choice(choice, best[name])):
+                centres.append(params_of(rows[i]))
     return tuple(centres)
