@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from hpo.errors import InputError, env_number
-from hpo.liveness import process_gone, worker_id
+from hpo.liveness import interruptible, process_gone, worker_id
 from hpo.records import ATTR
 from hpo.storage import parent_attrs
 
@@ -172,6 +172,7 @@ class Watch:
         self.thread = threading.Thread(target=self._loop, name="hpo-lease-watch", daemon=True)
 
     def __enter__(self) -> Watch:
+        interruptible()  # `hpo worker ... &` from a script ignores SIGINT: _loop relies on it
         self.thread.start()
         return self
 

@@ -7,7 +7,9 @@ crashed worker never leaves a hole in a round's budget.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -17,7 +19,19 @@ from optuna.trial import TrialState
 from hpo import _optuna
 from hpo.records import ATTR, TrialStatus
 
-__all__ = ["fail_orphans", "fail_stale", "process_gone", "worker_id"]
+__all__ = ["fail_orphans", "fail_stale", "interruptible", "process_gone", "worker_id"]
+
+
+def interruptible() -> None:
+    """Let SIGINT interrupt this process's main thread (KeyboardInterrupt, as Ctrl-C does), which
+    is how a worker's own watcher ends the trial in flight once its driver is gone. A process
+    started with SIGINT ignored (a script's `hpo worker ... &`: a shell without job control
+    ignores it for background jobs) inherits SIG_IGN, and that interruption would do nothing.
+    Main thread only (Python's rule); elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def worker_id() -> str:

@@ -17,6 +17,7 @@ import optuna
 
 from hpo import _optuna
 from hpo.budget import stop_claiming
+from hpo.liveness import interruptible
 from hpo.queue import RoundStudy, counts, pop_waiting, too_many_failures
 from hpo.records import TrialStatus
 from hpo.sampling import make_pruner, make_sampler
@@ -75,6 +76,7 @@ def _end_with(driver: int | None) -> None:
     ends, however it ends (loky's workers outlive a driver killed with SIGKILL)."""
     if driver is None or driver == os.getpid() or _FOLLOWED:
         return
+    interruptible()  # started by a driver that ignores SIGINT: _watch's SIGINT must still act
     _FOLLOWED.add(driver)
     threading.Thread(target=_watch, args=(driver,), name="hpo-follow-driver", daemon=True).start()
 

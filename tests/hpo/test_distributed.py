@@ -62,7 +62,11 @@ def environ(**extra: str) -> dict[str, str]:
     }
 
 
-def hpo(*args: str, cwd: Path, prefix: tuple[str, ...] = (), **env: str) -> subprocess.Popen:
+def hpo(
+    *args: str, cwd: Path, prefix: tuple[str, ...] = (), sigint=signal.SIG_DFL, **env: str
+) -> subprocess.Popen:
+    """`hpo ARGS` in ``cwd`` with SIGINT handled as ``sigint`` (default: as from a terminal,
+    whatever the tests' own process inherited; SIG_IGN: as a script's `hpo ... &`)."""
     return subprocess.Popen(
         [*prefix, sys.executable, "-m", "hpo.cli", *args],
         cwd=cwd,
@@ -70,6 +74,7 @@ def hpo(*args: str, cwd: Path, prefix: tuple[str, ...] = (), **env: str) -> subp
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 

