@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import pickle
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import optuna
 import pytest
@@ -42,6 +47,36 @@ def test_narrowing_converges_on_a_known_optimum(tmp_path):
     assert width(last["lr"]) < 0.5 * width(first["lr"])
     assert abs(math.log10(result.best_params["lr"]) + 3) < 0.2
     assert len(result.trials) == 4 * 30 and (result.trials["status"] == "finished").all()
+
+
+QMC_STUDY = """
+import json, sys
+from hpo import LogUniform, SearchSpace, Study, Uniform
+from tests.hpo import objectives
+space = SearchSpace(lr=LogUniform(1e-6, 1e-2), y=Uniform(0.0, 1.0))
+result = Study("q", space, objectives.bowl, sampler="qmc", rounds=2, trials=8, workers=1,
+               seed=7, tracking=False, out=sys.argv[1]).run()
+print(json.dumps(result.trials.sort_values("number")[["params_lr", "params_y"]].values.tolist()))
+"""
+
+
+def test_a_qmc_study_repeats_exactly_in_another_process(tmp_path):
+    # the QMC sequence's scramble is seeded by the study seed alone, not the worker's pid: one
+    # sequence for every worker of a round, as Optuna requires, and a seed repeats a study
+    root = Path(__file__).resolve().parents[2]
+    runs = []
+    for i in range(2):  # two processes: two pids
+        out = subprocess.run(
+            [sys.executable, "-c", QMC_STUDY, str(tmp_path / f"runs{i}")],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert len(runs[0]) == 16 and runs[0] == runs[1]
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe", "qmc", "cmaes"])
