@@ -47,13 +47,13 @@ def worker(job: RoundJob, n_trials: int, driver: int | None = None) -> int:
     _end_with(driver)
     threadpool_limits(1)  # W workers use W cores: no BLAS oversubscription
     storage = _worker_storage(job.storage)
-    # QMC: one scrambled sequence for every worker (its position is kept in the storage, and
-    # Optuna requires distributed QMC samplers to share the seed); others: a stream per process
-    salt = 10**9 if job.sampler == "qmc" else 10**9 + os.getpid()
+    # a stream of draws per process; QMC's sequence is shared by every worker (make_sampler)
+    own = trial_seed(job.seed, job.round, 10**9 + os.getpid())
+    shared = trial_seed(job.seed, job.round, 10**9)
     study = optuna.load_study(
         study_name=job.study_name,
         storage=storage,
-        sampler=make_sampler(job.sampler, trial_seed(job.seed, job.round, salt), job.space),
+        sampler=make_sampler(job.sampler, own, job.space, shared=shared),
         pruner=make_pruner(job.pruner, job.max_steps),
     )
     rs = RoundStudy.of(study)

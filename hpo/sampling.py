@@ -19,11 +19,16 @@ __all__ = ["FixedSampler", "assign_grid_point", "make_pruner", "make_sampler", "
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def make_sampler(name: str, seed: int | None, space: SearchSpace) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, seed: int | None, space: SearchSpace, shared: int | None = None
+) -> optuna.samplers.BaseSampler:
     """A round's sampler named ``name`` over the round's ``space``: random (the textbook's
     method), tpe, qmc, cmaes, or grid (every combination of the Categorical ``space``; its order
     must not depend on the seed). With tpe, every trial takes its parameters from
-    :mod:`hpo.guided` (a FixedSampler): Optuna's TPESampler here draws none."""
+    :mod:`hpo.guided` (a FixedSampler): Optuna's TPESampler here draws none. ``seed``: this
+    process's own; ``shared``: the same in every worker of the round, for QMC's scrambled
+    sequence (Optuna keeps its position in the storage and requires distributed QMC samplers to
+    share the seed; its conditional parameters, drawn at random, use ``seed``)."""
     if name == "grid":
         return _GridSampler({n: list(p.choices) for n, p in space.items()}, seed=0)
     if name == "random":
@@ -31,7 +36,12 @@ def make_sampler(name: str, seed: int | None, space: SearchSpace) -> optuna.samp
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "qmc":
-        return _RoundQMC(_relative_space(space, categorical=True), seed=seed, scramble=True)
+        return _RoundQMC(
+            _relative_space(space, categorical=True),
+            seed=seed if shared is None else shared,
+            scramble=True,
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+        )
     if name == "cmaes":
         return _RoundCmaEs(_relative_space(space, categorical=False), seed=seed)
     raise ValueError(f"sampler: must be one of {', '.join(SAMPLERS)}; got {name!r}")
