@@ -20,7 +20,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def make_sampler(
-    name: str, seed: int | None, space: SearchSpace, shared: int | None = None
+    name: str, seed: int | None, space: SearchSpace, *, shared: int | None
 ) -> optuna.samplers.BaseSampler:
     """A round's sampler named ``name`` over the round's ``space``: random (the textbook's
     method), tpe, qmc, cmaes, or grid (every combination of the Categorical ``space``; its order
@@ -38,7 +38,7 @@ def make_sampler(
     if name == "qmc":
         return _RoundQMC(
             _relative_space(space, categorical=True),
-            seed=seed if shared is None else shared,
+            seed=shared,
             scramble=True,
             independent_sampler=optuna.samplers.RandomSampler(seed=seed),
         )

@@ -21,6 +21,7 @@ import optuna
 import pytest
 
 from hpo.storage import open_storage, parent_attrs, round_names, trials_frame
+from tests.hpo.test_faults import sigint_as
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -74,7 +75,7 @@ def hpo(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+        preexec_fn=sigint_as(sigint),
     )
 
 

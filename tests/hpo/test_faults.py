@@ -65,28 +65,23 @@ def study_file(tmp_path: Path, objective: str, **settings) -> Path:
     return path
 
 
-def as_from_a_terminal(then=None):
-    """A ``preexec_fn``: SIGINT handled by default, as in a terminal's foreground job, whatever
-    the tests' own process inherited (a CI script's background job ignores SIGINT); then
-    ``then``, if given."""
+def sigint_as(handler, then=None):
+    """A ``preexec_fn``: SIGINT handled as ``handler`` whatever the tests' own process inherited
+    (SIG_DFL: a terminal's foreground job, though a CI script's background job ignores SIGINT;
+    SIG_IGN: `cmd &` in a script, without job control); then ``then``, if given."""
 
     def preexec() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, handler)
         if then is not None:
             then()
 
     return preexec
 
 
-def sigint_ignored() -> None:
-    """A ``preexec_fn``: SIGINT ignored, as for `cmd &` in a script (no job control)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 class Hpo:
     """`hpo ARGS` run in ``cwd`` as a subprocess in a session of its own (as from a terminal)."""
 
-    def __init__(self, cwd: Path, *args: str, preexec_fn=None, terminal: bool = True):
+    def __init__(self, cwd: Path, *args: str, preexec_fn=None, sigint=signal.SIG_DFL):
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
         env.pop("MLFLOW_TRACKING_URI", None)
         self.proc = subprocess.Popen(
@@ -96,7 +91,7 @@ class Hpo:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=as_from_a_terminal(preexec_fn) if terminal else preexec_fn,
+            preexec_fn=sigint_as(sigint, preexec_fn),
         )
         self.out = b""
 
@@ -538,14 +533,13 @@ def running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-@pytest.mark.parametrize("sigint", ["default", "ignored"])
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "ignored"])
 def test_workers_do_not_outlive_a_driver_killed_with_sigkill(tmp_path, uri, hpo_cmd, sigint):
     # ignored: a driver started as a script's background job; its workers inherit SIG_IGN, and
     # still end their trial in flight as interrupted when it dies
     log, gate = tmp_path / "calls.log", tmp_path / "gate"
     study_file(tmp_path, f"objectives.Gated({str(log)!r}, {str(gate)!r}, free=0)", trials=6)
-    ignored = {"preexec_fn": sigint_ignored, "terminal": False} if sigint == "ignored" else {}
-    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri, **ignored)
+    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri, sigint=sigint)
     cmd.wait_until(lambda: len(lines(log, "start")) >= 2, "two trials in flight")
     workers = {int(line.split()[3]) for line in lines(log, "start")}
     children = descendants(cmd.proc.pid)
