@@ -6,6 +6,7 @@ crashed worker never leaves a hole in a round's budget.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,7 +20,14 @@ from optuna.trial import TrialState
 from hpo import _optuna
 from hpo.records import ATTR, TrialStatus
 
-__all__ = ["fail_orphans", "fail_stale", "interruptible", "process_gone", "worker_id"]
+__all__ = [
+    "deferred_interrupt",
+    "fail_orphans",
+    "fail_stale",
+    "interruptible",
+    "process_gone",
+    "worker_id",
+]
 
 
 def interruptible() -> None:
@@ -32,6 +40,26 @@ def interruptible() -> None:
         return
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Hold SIGINT (Ctrl-C, or a worker's watcher once its driver is gone) back until the block
+    ends, then act on it: a trial's outcome is written as several storage calls, and one
+    interrupted between them would leave the trial half recorded. Main thread with a Python
+    handler only (elsewhere there is nothing to hold back)."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    held: list[tuple] = []
+    signal.signal(signal.SIGINT, lambda *sig: held.append(sig))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            previous(*held[0])
 
 
 def worker_id() -> str:

@@ -324,8 +324,13 @@ _STATUS_OF_STATE = {
 
 
 def trial_status(t: optuna.trial.FrozenTrial) -> TrialStatus:
-    """hpo's status of a trial: what its worker recorded, else the one its Optuna state implies."""
+    """hpo's status of a trial: what its worker recorded, else the one its Optuna state implies.
+    A worker writes the status before the state (Optuna refuses attributes on a finished trial):
+    while the state is RUNNING or WAITING, the trial is that, whatever status is written (its
+    worker may have stopped between the two writes: the trial was never scored)."""
     recorded = t.user_attrs.get(ATTR["trial_status"])
+    if recorded and not t.state.is_finished():
+        recorded = None
     return TrialStatus(recorded) if recorded else _STATUS_OF_STATE[t.state.name]
 
 

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from hpo.explore import declared_space, local_centre, local_params, trial_kind
 from hpo.guided import guided_params, round_observations
-from hpo.liveness import worker_id
+from hpo.liveness import deferred_interrupt, worker_id
 from hpo.objective import Diverged, TrialContext, call_objective
 from hpo.queue import RoundStudy
 from hpo.records import ATTR, DEFAULT_METRIC, TrialStatus
@@ -217,8 +217,10 @@ def _record(rs: RoundStudy, trial: optuna.Trial, out: _Outcome, ctx: TrialContex
         "duration": time.perf_counter() - start,
         "curves": ctx.curves or None,
     }
-    for key, val in attrs.items():
-        if val is not None:
-            trial.set_user_attr(ATTR[key], val)
-    trial.set_user_attr(ATTR["trial_status"], str(out.status))
-    rs.study.tell(trial, out.value if out.state == TrialState.COMPLETE else None, state=out.state)
+    with deferred_interrupt():  # all or nothing: a status without its state counts for nothing
+        for key, val in attrs.items():
+            if val is not None:
+                trial.set_user_attr(ATTR[key], val)
+        trial.set_user_attr(ATTR["trial_status"], str(out.status))
+        state, value = out.state, out.value if out.state == TrialState.COMPLETE else None
+        rs.study.tell(trial, value, state=state)

@@ -30,6 +30,7 @@ from hpo import LogUniform, NarrowingPolicy, SearchSpace, Study, Uniform, narrow
 from hpo.liveness import fail_orphans
 from hpo.records import ATTR, FINISHED
 from hpo.storage import open_storage, parent_attrs, trials_frame
+from hpo.study import Interrupted
 from tests.hpo import objectives
 
 mlflow = pytest.importorskip("mlflow")
@@ -424,6 +425,24 @@ def test_trials_left_running_by_a_crash_are_cleaned_up_on_resume(tmp_path, uri, 
     assert crashed["reason"].str.contains("died during the trial").all()
 
 
+def running_trial(storage, study_id: int, worker: str, started: datetime) -> int:
+    """A RUNNING trial signed by ``worker`` (host:pid) since ``started``; its id."""
+    template = optuna.trial.FrozenTrial(
+        number=0,
+        state=TrialState.RUNNING,
+        value=None,
+        datetime_start=started,
+        datetime_complete=None,
+        params={},
+        distributions={},
+        user_attrs={ATTR["worker"]: worker},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=0,
+    )
+    return storage.create_new_trial(study_id, template_trial=template)
+
+
 def test_a_live_process_that_started_after_the_trial_is_not_its_worker(tmp_path):
     """After a reboot the pid of a dead worker may belong to a new, live process: its trial is
     failed all the same, while the trial of a live worker is left alone."""
@@ -438,26 +457,61 @@ def test_a_live_process_that_started_after_the_trial_is_not_its_worker(tmp_path)
             ("crashed", reborn.pid, datetime.now() - timedelta(hours=1)),
             ("live", os.getpid(), datetime.now()),  # this process runs it (started before)
         ):
-            template = optuna.trial.FrozenTrial(
-                number=0,
-                state=TrialState.RUNNING,
-                value=None,
-                datetime_start=started,
-                datetime_complete=None,
-                params={},
-                distributions={},
-                user_attrs={ATTR["worker"]: f"{host}:{pid}"},
-                system_attrs={},
-                intermediate_values={},
-                trial_id=0,
-            )
-            ids[name] = storage.create_new_trial(sid, template_trial=template)
+            ids[name] = running_trial(storage, sid, f"{host}:{pid}", started)
         assert fail_orphans(storage, sid) == 1
     finally:
         reborn.communicate(b"\n")
     crashed, live = (storage.get_trial(ids[k]) for k in ("crashed", "live"))
     assert crashed.state == TrialState.FAIL and crashed.user_attrs[ATTR["trial_status"]] == "failed"
     assert live.state == TrialState.RUNNING
+
+
+def test_a_status_written_before_its_trial_ended_counts_only_once_the_state_says_so(tmp_path):
+    """A worker records a trial's status, then its state (Optuna refuses attributes on a finished
+    trial). One stopped between the two (its driver died: SIGINT, then exit) leaves a RUNNING
+    trial marked finished but never scored: the round must still see it running, wait for it
+    and, its worker gone, fail and replace it, not count it among the finished ones."""
+    from hpo.queue import counts
+    from hpo.storage import trial_status
+
+    storage = open_storage(tmp_path / "s.journal")
+    optuna.create_study(study_name="r", storage=storage)
+    sid = storage.get_study_id_from_name("r")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process
+    tid = running_trial(storage, sid, f"{socket.gethostname()}:{gone.pid}", datetime.now())
+    storage.set_trial_user_attr(tid, ATTR["trial_status"], "finished")  # and no tell
+    assert counts(storage, sid) == {"running": 1, "done": 0}
+    assert trial_status(storage.get_trial(tid)) == "running"  # as trials_frame shows it
+    assert fail_orphans(storage, sid) == 1
+    assert counts(storage, sid) == {"failed": 1, "done": 0}
+
+
+def test_ctrl_c_while_a_trial_is_recorded_keeps_that_trial_whole(tmp_path, monkeypatch):
+    """SIGINT (Ctrl-C, or a worker's watcher once the driver is gone) arriving between the
+    writes of a trial's outcome waits until the trial is recorded whole, then interrupts."""
+    write, hit = optuna.Trial.set_user_attr, []
+
+    def interrupted_after(trial, key, value):
+        write(trial, key, value)
+        if key == ATTR["trial_status"] and not hit:  # written before the state (Optuna's tell)
+            hit.append(trial.number)
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(optuna.Trial, "set_user_attr", interrupted_after)
+    space = SearchSpace(lr=LogUniform(1e-5, 1e-1))
+    study = Study("s", space, objectives.quick, rounds=1, trials=4, out=tmp_path / "runs")
+    # Python's own handler, whatever this process inherited (CI may start it ignoring SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(Interrupted):
+            study.with_options(workers=1, tracking=False).run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _, frame = stored(tmp_path)
+    first = frame[frame["number"] == hit[0]].iloc[0]
+    assert (first["state"], first["status"]) == ("COMPLETE", "finished")
+    assert first["value"] == objectives.quick({"lr": first["params_lr"]})
 
 
 # ------------------------------------------------------------- storages that cannot be written
