@@ -18,8 +18,9 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
 - The parameters are tested together (Holm's step-down): noise parameters do not add up to a
   false lead.
 - A signal (a parameter's own test at alpha, or a trial far out of the round's noise) lets the
-  next round's trials learn from the scores even after a widening
-  (hpo.records.RoundRecord.learns); it narrows nothing.
+  next round's trials learn from the scores even after a widening (hpo.records.RoundRecord.
+  learns); a trial far out of the noise keeps the trials of the ranges left in what they learn
+  from (hpo.records.learning_since). A signal narrows nothing.
 - When no parameter shows evidence and the ranges' trials score no better than the exploration
   trials (drawn from the hard limits), or an exploration trial beat them all, the ranges are
   wrong: they widen toward the hard limits. The best trial so far (``incumbent``) always stays
@@ -186,6 +187,7 @@ def narrow(
             c,
             evidence=evidence.get(name, False),
             signal=standout or evidence.get(name, False) or signal.get(name, False),
+            standout=standout,
         )
         for name, c in changes.items()
     }

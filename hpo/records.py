@@ -135,6 +135,7 @@ class Change:
     # its own test passed before the correction over all the parameters, or a trial of the round
     # stood far out of its noise (hpo.evidence.stands_out): something a model can learn from
     signal: bool = False
+    standout: bool = False  # a trial of the round stood far out of its noise: the strong signal
     widened: bool = False  # no evidence and the ranges looked wrong: widened toward the limits
     # reached a width past an edge toward a kept choice's region (its own scores climb there)
     reaches: bool = False
@@ -189,6 +190,11 @@ class RoundRecord:
         if any(c.reaches for c in self.changes.values()):
             return False
         return not self.widened or any(c.signal for c in self.changes.values())
+
+    @property
+    def stood_out(self) -> bool:
+        """A trial of the round before this one stood far out of its noise (hpo.evidence)."""
+        return any(c.standout for c in self.changes.values())
 
     @property
     def widened(self) -> bool:
@@ -324,6 +330,13 @@ def spread(values) -> float | None:
 
 def learning_since(rounds: Iterable[RoundRecord], k: int) -> int:
     """The first round whose trials (other than exploration trials) a model may learn from in
-    round ``k``: the last round up to ``k`` that widened its ranges. The trials of the ranges it
-    left are forgotten: they crowd the region found wrong and would pull a model back into it."""
-    return max((r.round for r in rounds if r.round <= k and r.widened), default=1)
+    round ``k``: the last round up to ``k`` that widened its ranges, unless a trial of the round
+    before it stood far out of the noise. The trials of the ranges it left are forgotten: they
+    crowd the region found wrong and would pull a model back into it. A widening after a trial
+    stood out forgets nothing: a narrow peak hit once (too rarely for any parameter's test to
+    pass) is the one lead there is, and the trials around it are what a model refines it from.
+    A parameter's own test passing at alpha alone (before Holm's correction: noise often does)
+    is too weak for that."""
+    return max(
+        (r.round for r in rounds if r.round <= k and r.widened and not r.stood_out), default=1
+    )

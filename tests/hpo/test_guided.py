@@ -103,6 +103,14 @@ def test_ranges_found_wrong_are_forgotten_but_their_exploration_trials_kept():
         RoundRecord(4, "s-4", SPACE, kept),
     ]
     assert [learning_since(records, k) for k in (1, 2, 3, 4)] == [1, 1, 3, 3]
+    # a parameter's own test passing at alpha (noise often does) forgets all the same
+    records[2] = RoundRecord(3, "s-3", SPACE, {"x": dataclasses.replace(widened["x"], signal=True)})
+    assert [learning_since(records, k) for k in (1, 2, 3, 4)] == [1, 1, 3, 3]
+    # a widening after a trial stood far out of the noise keeps the rounds before it
+    out = dataclasses.replace(widened["x"], signal=True, standout=True)
+    records[2] = RoundRecord(3, "s-3", SPACE, {"x": out})
+    assert [learning_since(records, k) for k in (1, 2, 3, 4)] == [1, 1, 1, 1]
+    assert RoundRecord.from_dict(records[2].to_dict()).stood_out
     assert RoundRecord.from_dict(records[2].to_dict()).widened and not records[3].widened
 
 

@@ -410,10 +410,10 @@ def test_a_trial_far_out_of_the_noise_is_a_signal_but_narrows_nothing():
     value = 0.05 * rng.standard_normal(30)
     cols = {"params_lr": 10 ** rng.uniform(-8, 2, 30), "params_m": rng.uniform(size=30)}
     noise = narrow(space, pd.DataFrame({"value": value, "state": "COMPLETE", **cols}))[1]
-    assert not any(c.signal or c.evidence for c in noise.values())
+    assert not any(c.signal or c.evidence or c.standout for c in noise.values())
     value[7] = 0.6  # about 12 sd above the noise
     new, hit = narrow(space, pd.DataFrame({"value": value, "state": "COMPLETE", **cols}))
-    assert all(c.signal and not c.evidence for c in hit.values())
+    assert all(c.signal and c.standout and not c.evidence for c in hit.values())
     assert new == space
 
 
