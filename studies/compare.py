@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -41,8 +42,10 @@ STRATEGIES = {  # name: (sampler, rounds, trials per round)
 SEEDS = (0, 1, 2, 3, 4)
 EPOCHS = 20  # the 6-5 study trains 50; 20 keeps 2000 trials within about 10 minutes
 OUT = Path("runs/compare")  # the 6-5 runs' trials, one journal per study
-# synthetic runs are throw-away: on tmpfs their journal's fsync costs nothing
-SCRATCH = Path("/dev/shm/hpo-compare") if Path("/dev/shm").is_dir() else OUT / "synthetic"
+# synthetic runs are throw-away: on tmpfs their journal's fsync costs nothing; one folder per run
+# of this script, so that a second run (another checkout) does not wipe this one's journals
+SHM = Path("/dev/shm")
+SCRATCH = SHM / f"hpo-compare-{os.getpid()}" if SHM.is_dir() else OUT / "synthetic"
 
 
 def bowl(params) -> float:
@@ -201,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.only:
         update_section(Path(args.docs) / "results.md", "compare", "\n\n".join([head, *sections]))
+    shutil.rmtree(SCRATCH, ignore_errors=True)
     return 0
 
 
