@@ -6,9 +6,9 @@ in-memory study that holds the finished trials of the earlier rounds lying insid
 ranges, plus round k's own finished trials so far (not the running ones: Optuna's constant liar
 would count a running trial as a bad one, and steer the other workers away from a narrow peak
 that one of them is evaluating; per-trial seeds keep parallel draws apart). After
-a widening without a signal (the ranges were found wrong) the trials of the rounds before it are
-forgotten, but for their exploration trials: they crowd the region left and would pull the
-model back (hpo.records.learning_since: after a trial stood out, nothing is forgotten). The
+a widening (the ranges were found wrong) the trials of the rounds before it are forgotten, but
+for their exploration trials: they crowd the region left and would pull the model back; unless
+a trial of the round before it stood far out of the noise (hpo.records.learning_since). The
 parameters it draws are then given to the real trial. Seeded by the trial's seed, the draw
 depends on (seed, round, number) and on which trials had finished, not on the worker's pid.
 
