@@ -469,8 +469,8 @@ def test_a_live_process_that_started_after_the_trial_is_not_its_worker(tmp_path)
 def test_a_status_written_before_its_trial_ended_counts_only_once_the_state_says_so(tmp_path):
     """A worker records a trial's status, then its state (Optuna refuses attributes on a finished
     trial). One stopped between the two (its driver died: SIGINT, then exit) leaves a RUNNING
-    trial marked finished but never scored: the round must still see it running, wait for it
-    and, its worker gone, fail and replace it, not count it among the finished ones."""
+    trial marked finished but never scored: it counts as running, not finished (so the round
+    waits for it and does not end one trial short), and, its worker gone, it is failed."""
     from hpo.queue import counts
     from hpo.storage import trial_status
 
