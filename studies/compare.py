@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from hpo import ModelObjective, NarrowingPolicy, StopPolicy, Study
-from studies import six_five
+from studies import scratch_dir, six_five
 from studies.datasets import pick_dataset
 from studies.reproduce import update_section
 
@@ -42,10 +41,7 @@ STRATEGIES = {  # name: (sampler, rounds, trials per round)
 SEEDS = (0, 1, 2, 3, 4)
 EPOCHS = 20  # the 6-5 study trains 50; 20 keeps 2000 trials within about 10 minutes
 OUT = Path("runs/compare")  # the 6-5 runs' trials, one journal per study
-# synthetic runs are throw-away: on tmpfs their journal's fsync costs nothing; one folder per run
-# of this script, so that a second run (another checkout) does not wipe this one's journals
-SHM = Path("/dev/shm")
-SCRATCH = SHM / f"hpo-compare-{os.getpid()}" if SHM.is_dir() else OUT / "synthetic"
+SCRATCH = scratch_dir("hpo-compare")  # the synthetic runs' journals: thrown away
 
 
 def bowl(params) -> float:
@@ -162,14 +158,8 @@ def trace_figure(task: str, runs: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m studies.compare")
-    ap.add_argument("--docs", default="docs")
-    ap.add_argument("--only", action="append", choices=("six-five", "bowl", "edge"))
-    args = ap.parse_args(argv)
-    for folder in (OUT, SCRATCH):  # scratch: names must be free
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+def measure(args: argparse.Namespace) -> None:
+    """Run every strategy on every task (``args.only``: some) and write the tables and figures."""
     t0 = time.perf_counter()
     dataset = pick_dataset()
     print(f"data: {dataset.name} ({dataset.source})")
@@ -204,7 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.only:
         update_section(Path(args.docs) / "results.md", "compare", "\n\n".join([head, *sections]))
-    shutil.rmtree(SCRATCH, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m studies.compare")
+    ap.add_argument("--docs", default="docs")
+    ap.add_argument("--only", action="append", choices=("six-five", "bowl", "edge"))
+    args = ap.parse_args(argv)
+    for folder in (OUT, SCRATCH):  # scratch: names must be free
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    try:
+        measure(args)
+    finally:  # a failed or interrupted run leaves no scratch behind
+        shutil.rmtree(SCRATCH, ignore_errors=True)
     return 0
 
 

@@ -57,11 +57,9 @@ import dataclasses
 import itertools
 import json
 import math
-import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,11 +69,10 @@ import numpy as np
 
 from hpo import NarrowingPolicy, StopPolicy, Study
 from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
+from studies import scratch_dir
 from studies.paired import FLOOR
 
-SHM = Path("/dev/shm")  # throw-away journals: on tmpfs their fsyncs cost nothing
-# one folder per run of this script, so that two runs side by side do not share journals
-SCRATCH = (SHM if SHM.is_dir() else Path(tempfile.gettempdir())) / f"hpo-hard-{os.getpid()}"
+SCRATCH = scratch_dir("hpo-hard")
 
 
 def _bump(d: float, sd: float) -> float:
