@@ -58,3 +58,26 @@ def test_a_bad_record_file_is_a_usage_error(tmp_path, capsys):
         paired.main([str(good), str(other)])
     assert exc.value.code == 2
     assert "no (task, strategy, seed) is in both record files" in capsys.readouterr().err
+
+
+def test_per_seed_sums_each_seeds_changes_and_bootstraps_their_mean(tmp_path, capsys):
+    before, after = {}, {}
+    for seed in range(6):
+        for task in ("far", "inside"):
+            before[(task, "narrowing", seed)] = 0.5
+            after[(task, "narrowing", seed)] = 0.5 + (0.1 if seed < 4 else -0.05)
+    after[("far", "narrowing", 9)] = 1.0  # in one file only: left out
+    got = paired.per_seed(before, after)
+    assert got["seeds"] == 6 and (got["up"], got["down"]) == (4, 2)
+    assert got["mean"] == pytest.approx((4 * 0.2 - 2 * 0.1) / 6)  # two tasks a seed
+    low, high = got["interval"]
+    assert -0.1 <= low < got["mean"] < high <= 0.2  # within the seeds' smallest and largest
+    assert paired.per_seed(before, after) == got  # a fixed-seed bootstrap
+    same = paired.per_seed(before, before)
+    assert same["mean"] == 0 and same["interval"] == (0, 0) and same["up"] == same["down"] == 0
+    a = _records(tmp_path / "a.json", before)
+    b = _records(tmp_path / "b.json", after)
+    assert paired.main([str(a), str(b)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("Per seed, the change summed over the tasks: mean +0.100 (95% bootstrap")
+    assert line.endswith("4 of 6 seeds rose, 2 fell.")
