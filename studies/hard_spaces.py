@@ -39,7 +39,8 @@ low, many, edge, deep and cond after every rule was chosen, and no rule was chan
 apart, inverse and reach came from a later check on unseen spaces: the rule that no choice is
 dropped while a range moves past an edge was made for reach, and no rule for the other two.
 
-Strategies (default budget 120 trials, 2 workers, no tracking, stopping on unchanged ranges off):
+Strategies (default budget 120 trials, 2 workers (--workers: every strategy's; --study workers=N:
+narrowing's alone), no tracking, stopping on unchanged ranges off):
 random-start / random-limits / tpe-limits (one round over the starting ranges or the hard
 limits), narrowing (the Study defaults: TPE that learns across rounds) / narrowing-random (random
 sampling inside the rounds, the textbook's), both --rounds x --trials, 4 x 30, over the starting
@@ -383,7 +384,7 @@ def run_one(task: Task, strategy: str, seed: int, args) -> dict:
     if narrowing:  # --study options passed through unchecked: Study validates its own options
         kw = {"rounds": args.rounds, "trials": args.trials, "narrowing": args.policy_obj}
         kw |= args.study_kw
-    fixed = {"seed": seed, "workers": 2, "out": SCRATCH, "tracking": False}
+    fixed = {"seed": seed, "workers": args.workers, "out": SCRATCH, "tracking": False}
     fixed |= {"sampler": sampler} if sampler else {}
     fixed |= {"storage": str(journal), "stop": StopPolicy(when_unchanged=False)}
     t0 = time.perf_counter()
@@ -401,6 +402,7 @@ def run_one(task: Task, strategy: str, seed: int, args) -> dict:
         "finished": int((t["status"] == "finished").sum()),
         "status": result.status,
         "seconds": time.perf_counter() - t0,
+        "workers": study.workers,
         "spaces": [{n: str(p) for n, p in r.space.items()} for r in rounds],
         "changes": [{n: c.detail for n, c in r.changes.items()} for r in rounds[1:]],
     }
@@ -508,11 +510,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--study", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--workers", type=int, default=2, help="every study's (the issue's: 2)")
     ap.add_argument("--json", default="runs/hard_spaces.json")
     ap.add_argument("--docs", default=None)
     ap.add_argument("--section", default="hard-spaces", help="the docs section to write")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error(f"--workers: must be an int >= 1, got {args.workers}")
     args.policy_obj = NarrowingPolicy(**_overrides(args.policy, "policy"))
     args.study_kw = _overrides(args.study, "study")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -521,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     SCRATCH.mkdir(parents=True, exist_ok=True)
     budget = (
         f"budget: narrowing {args.rounds} x {args.trials} = {args.rounds * args.trials} trials, "
-        f"others 1 x {args.rounds * args.trials}; policy {args.policy_obj}; "
+        f"others 1 x {args.rounds * args.trials}; {args.workers} worker(s); "
+        f"policy {args.policy_obj}; "
         f"study options {args.study_kw or 'default'}; seeds {seeds}"
     )
     print(budget)

@@ -3,6 +3,7 @@ inside the hard limits, picklable, noise seeded by the trial."""
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import re
@@ -79,3 +80,20 @@ def test_false_leads_counts_the_narrowings_of_a_noise_study(capsys):
     last = capsys.readouterr().out.splitlines()[-1]
     # 4 rounds: 3 narrowings, and pure noise gives evidence in at most one of them
     assert re.fullmatch(r"sampler random: evidence after [01] of 3 narrowings", last), last
+
+
+def test_workers_sets_every_strategys_and_study_workers_narrowings_alone(tmp_path, capsys):
+    from studies.hard_spaces import main
+
+    out = tmp_path / "runs.json"
+    argv = ["--only", "ridge", "--strategy", "random-start", "narrowing", "--seeds", "0"]
+    argv += ["--rounds", "2", "--trials", "4", "--quiet", "--json", str(out)]
+    assert main([*argv, "--workers", "1", "--study", "workers=2"]) == 0
+    runs = {r["strategy"]: r for r in json.loads(out.read_text())["runs"]}
+    assert (runs["random-start"]["workers"], runs["narrowing"]["workers"]) == (1, 2)
+    assert runs["random-start"]["trials"] == runs["narrowing"]["trials"] == 8  # equal budgets
+    assert "1 worker(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--workers", "0"])
+    assert exc.value.code == 2
+    assert "--workers: must be an int >= 1, got 0" in capsys.readouterr().err
