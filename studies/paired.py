@@ -68,7 +68,7 @@ def per_seed(before: dict, after: dict, resamples: int = 2000) -> dict:
             sums[key[2]] = sums.get(key[2], 0.0) + after[key] - value
     x = np.array([sums[s] for s in sorted(sums)])
     rng = np.random.default_rng(0)
-    means = np.sort(rng.choice(x, size=(resamples, len(x))).mean(axis=1))
+    means = rng.choice(x, size=(resamples, len(x))).mean(axis=1)
     low, high = np.quantile(means, [0.025, 0.975])
     return {
         "seeds": len(x),
