@@ -39,14 +39,20 @@ def summary(scores: list[float]) -> tuple[float, float, float, int]:
     return statistics.median(scores), statistics.mean(scores), min(scores), below
 
 
-def paired(before: dict, after: dict) -> list[dict]:
-    """One row per (task, strategy) both runs hold, over the seeds both ran, in before's order."""
-    groups: dict[tuple[str, str], list] = {}
+def _shared(before: dict, after: dict, group) -> dict:
+    """The (task, strategy, seed) keys both runs hold, grouped by ``group(key)``, in before's
+    order."""
+    groups: dict = {}
     for key in before:
         if key in after:
-            groups.setdefault(key[:2], []).append(key)
+            groups.setdefault(group(key), []).append(key)
+    return groups
+
+
+def paired(before: dict, after: dict) -> list[dict]:
+    """One row per (task, strategy) both runs hold, over the seeds both ran, in before's order."""
     rows = []
-    for (task, strategy), keys in groups.items():
+    for (task, strategy), keys in _shared(before, after, lambda k: k[:2]).items():
         x, y = [before[k] for k in keys], [after[k] for k in keys]
         rows.append({
             "task": task, "strategy": strategy, "seeds": len(keys),
@@ -62,11 +68,8 @@ def per_seed(before: dict, after: dict, resamples: int = 2000) -> dict:
     mean of those sums with a 95% bootstrap interval (a fixed-seed generator: the same files give
     the same interval). After any change the runs of a noisy task diverge, so single rows move by
     chance; an interval that holds 0 is no evidence of a gain or a loss."""
-    sums: dict[int, float] = {}
-    for key, value in before.items():
-        if key in after:
-            sums[key[2]] = sums.get(key[2], 0.0) + after[key] - value
-    x = np.array([sums[s] for s in sorted(sums)])
+    by_seed = _shared(before, after, lambda k: k[2])
+    x = np.array([sum(after[k] - before[k] for k in by_seed[s]) for s in sorted(by_seed)])
     rng = np.random.default_rng(0)
     means = rng.choice(x, size=(resamples, len(x))).mean(axis=1)
     low, high = np.quantile(means, [0.025, 0.975])
