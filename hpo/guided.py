@@ -29,12 +29,12 @@ from hpo import _optuna
 from hpo.conditions import active
 from hpo.records import PARAM_PREFIX, TrialStatus
 from hpo.sampling import suggest
-from hpo.space import SearchSpace
+from hpo.space import Categorical, SearchSpace
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["guided_params", "history", "round_observations"]
+__all__ = ["choice_quantiles", "guided_params", "history", "round_observations"]
 
 Observation = tuple[dict[str, Any], float]  # (params, score)
 
@@ -111,6 +111,38 @@ def guided_params(
         )
     shadow.add_trials(trials)
     return suggest(shadow.ask(), space)
+
+
+def choice_quantiles(
+    space: SearchSpace, observed: Iterable[Observation], direction: str
+) -> list[Observation]:
+    """Each observation's score replaced by its rank among the trials that took the same
+    categorical choices, as a fraction (the best of them 1.0, their worst 0.0; ``minimize``: the
+    best 0.0); a diverged trial stays NaN. Unchanged without a categorical.
+
+    What an exploration trial's TPE learns from: fitted to the raw scores, its good trials are
+    all the leading choice's, in the ranges, so it draws near them, and a choice whose region
+    lies outside the ranges (adam's best lr decades above sgd's, where adam scores near 0) stays
+    among the bad trials even where its scores climb. By rank within its choice, each choice's
+    best trials are good, and the draws go on from them over the hard limits."""
+    observed = list(observed)
+    names = [n for n, p in space.items() if isinstance(p, Categorical)]
+    if not names:
+        return observed
+    groups: dict[tuple, list[int]] = {}
+    for i, (params, _) in enumerate(observed):
+        groups.setdefault(tuple(repr(params.get(n)) for n in names), []).append(i)
+    out = [(params, math.nan) for params, _ in observed]
+    best_first = -1.0 if direction == "maximize" else 1.0
+    for members in groups.values():
+        scored = sorted(
+            (i for i in members if math.isfinite(observed[i][1])),
+            key=lambda i: best_first * observed[i][1],
+        )
+        for rank, i in enumerate(scored):
+            below = 1.0 - rank / (len(scored) - 1) if len(scored) > 1 else 1.0
+            out[i] = (observed[i][0], below if direction == "maximize" else 1.0 - below)
+    return out
 
 
 def _dists(dists: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

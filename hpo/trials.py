@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpo.explore import declared_space, local_centre, local_params, trial_kind
-from hpo.guided import guided_params, round_observations
+from hpo.guided import choice_quantiles, guided_params, round_observations
 from hpo.liveness import deferred_interrupt, worker_id
 from hpo.objective import Diverged, TrialContext, call_objective
 from hpo.queue import RoundStudy
@@ -128,10 +128,7 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
         centre = local_centre(job.best, job.rivals, rng)
         rs.study.sampler = FixedSampler(local_params(space, centre, rng))
     elif job.sampler == "tpe":  # a TPE that has seen the earlier rounds too
-        trials = rs.storage.get_all_trials(rs.id, deepcopy=False)  # read only
-        observed = round_observations(trials, trial_id)
-        drawn = guided_params(space, [*job.history, *observed], job.direction, seed)
-        rs.study.sampler = FixedSampler(drawn)
+        rs.study.sampler = FixedSampler(_tpe_draw(job, rs, trial_id, space, seed, kind))
     if job.sampler == "grid":
         assign_grid_point(rs.study, rs.storage, rs.id, trial_id, number)
     if wide is not None and job.sampler in ("random", "tpe"):
@@ -145,6 +142,16 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
     if job.sampler != "random":
         rs.study.sampler = sampler  # the round's own sampler for its next trial
     return trial, params
+
+
+def _tpe_draw(job: RoundJob, rs: RoundStudy, trial_id: int, space, seed: int, kind: str) -> dict:
+    """A TPE draw over ``space`` fitted to the earlier rounds' trials and the round's finished
+    ones; an exploration trial's ranks each trial among its own choice's (hpo.guided)."""
+    trials = rs.storage.get_all_trials(rs.id, deepcopy=False)  # read only
+    observed = [*job.history, *round_observations(trials, trial_id)]
+    if kind == "explore":  # each choice's best trials lead, not the leading choice's alone
+        observed = choice_quantiles(space, observed, job.direction)
+    return guided_params(space, observed, job.direction, seed)
 
 
 def _declared(rs: RoundStudy, space: SearchSpace, wide: SearchSpace) -> SearchSpace:

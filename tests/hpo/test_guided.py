@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hpo import StopPolicy, Study
-from hpo.guided import guided_params, history
+from hpo.guided import choice_quantiles, guided_params, history
 from hpo.records import Change, RoundRecord, learning_since
 from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
 from tests.hpo import objectives
@@ -201,3 +201,66 @@ def test_a_running_trial_is_left_out_of_the_draw():
     seen = round_observations([*done, running], this=10**9)  # this: no trial's id
     assert len(seen) == 30 and all(p != running.params for p, _ in seen)
     assert seen == round_observations(done, this=10**9)
+
+
+def test_choice_quantiles_rank_each_choices_trials_among_themselves():
+    space = SearchSpace(x=Uniform(0.0, 1.0), opt=Categorical(("sgd", "adam")))
+    seen = [
+        ({"x": 0.1, "opt": "sgd"}, 0.9), ({"x": 0.2, "opt": "sgd"}, 0.7),
+        ({"x": 0.3, "opt": "sgd"}, 0.8), ({"x": 0.4, "opt": "adam"}, 0.01),
+        ({"x": 0.5, "opt": "adam"}, math.nan), ({"x": 0.6, "opt": "adam"}, 0.02),
+    ]  # fmt: skip
+    up = [v for _, v in choice_quantiles(space, seen, "maximize")]
+    assert up[:4] + up[5:] == [1.0, 0.0, 0.5, 0.0, 1.0] and math.isnan(up[4])
+    loss = [(p, -v) for p, v in seen]  # minimized: the best of each choice is 0.0
+    down = [v for _, v in choice_quantiles(space, loss, "minimize")]
+    assert down[:4] + down[5:] == [0.0, 1.0, 0.5, 1.0, 0.0]
+    assert [p for p, _ in choice_quantiles(space, seen, "maximize")] == [p for p, _ in seen]
+    alone = [({"x": 0.3, "opt": "adam"}, 0.2)]
+    assert choice_quantiles(space, alone, "maximize") == [({"x": 0.3, "opt": "adam"}, 1.0)]
+    assert choice_quantiles(SearchSpace(x=Uniform(0.0, 1.0)), seen, "maximize") == seen
+
+
+def test_an_exploration_draw_climbs_on_from_a_trailing_choices_best():
+    """sgd peaks 0.85 at lr 1e-2, inside the ranges; adam 1.0 at lr 1, two decades above, where
+    only one exploration trial went (0.58). Fitted to the raw scores, every good trial is sgd's
+    and no draw over the limits tries adam; by rank within each choice, adam's best leads too."""
+    wide = SearchSpace(opt=Categorical(("sgd", "adam")), lr=LogUniform(1e-8, 100.0))
+
+    def value(p):
+        best, peak = {"sgd": (-2.0, 0.85), "adam": (0.0, 1.0)}[p["opt"]]
+        return peak * math.exp(-0.5 * ((math.log10(p["lr"]) - best) / 0.5) ** 2)
+
+    rng = np.random.default_rng(0)
+    trials = [
+        {"opt": "sgd" if i % 4 else "adam", "lr": 10 ** rng.uniform(-5, -1.5)} for i in range(40)
+    ]
+    trials += [{"opt": "adam", "lr": lr} for lr in (1e-6, 1e-3, 0.3, 30.0)]  # exploration
+    seen = [(p, value(p)) for p in trials]
+
+    def adam_near_its_best(observed):
+        draws = [guided_params(wide, observed, "maximize", s) for s in range(60)]
+        return sum(p["opt"] == "adam" and 0.1 < p["lr"] < 10 for p in draws)
+
+    assert adam_near_its_best(seen) <= 3
+    assert adam_near_its_best(choice_quantiles(wide, seen, "maximize")) >= 15
+
+
+def reach(p, ctx):  # sgd 0.85 at lr 1e-2, inside the start; adam 1.0 at lr 1, 1.5 decades above
+    best, peak = {"sgd": (-2.0, 0.85), "adam": (0.0, 1.0)}[p["opt"]]
+    return peak * math.exp(-0.5 * ((math.log10(p["lr"]) - best) / 0.5) ** 2)
+
+
+def test_the_default_finds_a_choice_whose_region_lies_outside_the_start(tmp_path):
+    """Study defaults, one worker: inside the starting lr range adam scores near 0, so only
+    exploration trials find its region; each seed's study ends on adam's optimum (with the
+    exploration TPE fitted to the raw scores, seeds 1 and 3 ended on sgd at 0.85)."""
+    space = SearchSpace(
+        opt=Categorical(("sgd", "adam")), lr=LogUniform(1e-5, 3e-2, limits=(1e-8, 100.0))
+    )
+    for seed in range(6):
+        result = Study(
+            f"reach{seed}", space, reach, rounds=4, trials=30, workers=1, seed=seed,
+            out=tmp_path / str(seed), tracking=False, stop=StopPolicy(when_unchanged=False),
+        ).run()  # fmt: skip
+        assert result.best_params["opt"] == "adam" and result.best_value > 0.95, seed
