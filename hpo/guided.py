@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import TrialState, create_trial
 
 from hpo import _optuna
+from hpo.categorical import same_choice
 from hpo.conditions import active
 from hpo.records import PARAM_PREFIX, TrialStatus
 from hpo.sampling import suggest
@@ -126,12 +127,13 @@ def choice_quantiles(
     among the bad trials even where its scores climb. By rank within its choice, each choice's
     best trials are good, and the draws go on from them over the hard limits."""
     observed = list(observed)
-    names = [n for n, p in space.items() if isinstance(p, Categorical)]
-    if not names:
+    cats = [(n, p) for n, p in space.items() if isinstance(p, Categorical)]
+    if not cats:
         return observed
     groups: dict[tuple, list[int]] = {}
-    for i, (params, _) in enumerate(observed):
-        groups.setdefault(tuple(repr(params.get(n)) for n in names), []).append(i)
+    for i, (params, _) in enumerate(observed):  # a choice by its index: 32 is np.int64(32)
+        key = tuple(_choice_index(p, params[n]) if n in params else None for n, p in cats)
+        groups.setdefault(key, []).append(i)
     out = [(params, math.nan) for params, _ in observed]
     best_first = -1.0 if direction == "maximize" else 1.0
     for members in groups.values():
@@ -143,6 +145,10 @@ def choice_quantiles(
             below = 1.0 - rank / (len(scored) - 1) if len(scored) > 1 else 1.0
             out[i] = (observed[i][0], below if direction == "maximize" else 1.0 - below)
     return out
+
+
+def _choice_index(param: Categorical, value: Any) -> int | None:
+    return next((k for k, c in enumerate(param.choices) if same_choice(c, value)), None)
 
 
 def _dists(dists: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
