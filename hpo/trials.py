@@ -144,9 +144,12 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
     return trial, params
 
 
-def _tpe_draw(job: RoundJob, rs: RoundStudy, trial_id: int, space, seed: int, kind: str) -> dict:
+def _tpe_draw(
+    job: RoundJob, rs: RoundStudy, trial_id: int, space: SearchSpace, seed: int, kind: str
+) -> dict:
     """A TPE draw over ``space`` fitted to the earlier rounds' trials and the round's finished
-    ones; an exploration trial's ranks each trial among its own choice's (hpo.guided)."""
+    ones; for an exploration trial each score counts by its rank among its own choice's trials
+    (hpo.guided.choice_quantiles)."""
     trials = rs.storage.get_all_trials(rs.id, deepcopy=False)  # read only
     observed = [*job.history, *round_observations(trials, trial_id)]
     if kind == "explore":  # each choice's best trials lead, not the leading choice's alone

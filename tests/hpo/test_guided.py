@@ -203,6 +203,11 @@ def test_a_running_trial_is_left_out_of_the_draw():
     assert seen == round_observations(done, this=10**9)
 
 
+def reach(p, ctx):  # sgd 0.85 at lr 1e-2, inside the start; adam 1.0 at lr 1, 1.5 decades above
+    best, peak = {"sgd": (-2.0, 0.85), "adam": (0.0, 1.0)}[p["opt"]]
+    return peak * math.exp(-0.5 * ((math.log10(p["lr"]) - best) / 0.5) ** 2)
+
+
 def test_choice_quantiles_rank_each_choices_trials_among_themselves():
     space = SearchSpace(x=Uniform(0.0, 1.0), opt=Categorical(("sgd", "adam")))
     seen = [
@@ -229,17 +234,12 @@ def test_an_exploration_draw_climbs_on_from_a_trailing_choices_best():
     only one exploration trial went (0.58). Fitted to the raw scores, every good trial is sgd's
     and no draw over the limits tries adam; by rank within each choice, adam's best leads too."""
     wide = SearchSpace(opt=Categorical(("sgd", "adam")), lr=LogUniform(1e-8, 100.0))
-
-    def value(p):
-        best, peak = {"sgd": (-2.0, 0.85), "adam": (0.0, 1.0)}[p["opt"]]
-        return peak * math.exp(-0.5 * ((math.log10(p["lr"]) - best) / 0.5) ** 2)
-
     rng = np.random.default_rng(0)
     trials = [
         {"opt": "sgd" if i % 4 else "adam", "lr": 10 ** rng.uniform(-5, -1.5)} for i in range(40)
     ]
     trials += [{"opt": "adam", "lr": lr} for lr in (1e-6, 1e-3, 0.3, 30.0)]  # exploration
-    seen = [(p, value(p)) for p in trials]
+    seen = [(p, reach(p, None)) for p in trials]
 
     def adam_near_its_best(observed):
         draws = [guided_params(wide, observed, "maximize", s) for s in range(60)]
@@ -247,11 +247,6 @@ def test_an_exploration_draw_climbs_on_from_a_trailing_choices_best():
 
     assert adam_near_its_best(seen) <= 3
     assert adam_near_its_best(choice_quantiles(wide, seen, "maximize")) >= 15
-
-
-def reach(p, ctx):  # sgd 0.85 at lr 1e-2, inside the start; adam 1.0 at lr 1, 1.5 decades above
-    best, peak = {"sgd": (-2.0, 0.85), "adam": (0.0, 1.0)}[p["opt"]]
-    return peak * math.exp(-0.5 * ((math.log10(p["lr"]) - best) / 0.5) ** 2)
 
 
 def test_the_default_finds_a_choice_whose_region_lies_outside_the_start(tmp_path):
