@@ -31,6 +31,7 @@ __all__ = [
     "noise_floor",
     "numeric_evidence",
     "ranges_no_better",
+    "ranks",
     "shuffles",
     "stands_out",
     "tested_param",
@@ -55,13 +56,13 @@ class NumericEvidence:
         return min(self.p_apart, self.p_trend)
 
 
-def _ranks(x: np.ndarray) -> np.ndarray:
+def ranks(x: np.ndarray) -> np.ndarray:
     """Average ranks (ties share their mean rank), 0-based, as ``scipy.stats.rankdata`` - 1."""
     order = np.argsort(x, kind="stable")
     _, first, counts = np.unique(x[order], return_index=True, return_counts=True)
-    ranks = np.empty(len(x))
-    ranks[order] = np.repeat(first + (counts - 1) / 2, counts)
-    return ranks
+    out = np.empty(len(x))
+    out[order] = np.repeat(first + (counts - 1) / 2, counts)
+    return out
 
 
 def numeric_evidence(
@@ -74,9 +75,9 @@ def numeric_evidence(
         return NumericEvidence(1.0, 1.0, 0.0)
     rng = np.random.default_rng(0)
     x = (x - x.min()) / np.ptp(x)  # in [0, 1]: no overflow at extreme values
-    rx = _ranks(x)
+    rx = ranks(x)
     rx = (rx - rx.mean()) / (np.linalg.norm(rx - rx.mean()) or 1.0)
-    rs = _ranks(score)
+    rs = ranks(score)
     perms = np.vstack([rs, np.array([rng.permutation(rs) for _ in range(permutations)])])
     centred = perms - perms.mean(axis=1, keepdims=True)
     rho = centred @ rx / np.maximum(np.linalg.norm(centred, axis=1), 1e-12)
@@ -95,7 +96,7 @@ def worse_than(a: np.ndarray, b: np.ndarray, permutations: int = 199) -> float:
     both = np.concatenate([a, b])
     if len(a) == 0 or len(b) == 0 or np.ptp(both) == 0:
         return 1.0
-    r = _ranks(both)
+    r = ranks(both)
     rng = np.random.default_rng(0)
     stats = [r[: len(a)].mean()]
     for _ in range(permutations):

@@ -22,12 +22,14 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
 from hpo import _optuna
 from hpo.categorical import same_choice
 from hpo.conditions import active
+from hpo.evidence import ranks
 from hpo.records import PARAM_PREFIX, TrialStatus
 from hpo.sampling import suggest
 from hpo.space import Categorical, SearchSpace
@@ -118,8 +120,9 @@ def choice_quantiles(
     space: SearchSpace, observed: Iterable[Observation], direction: str
 ) -> list[Observation]:
     """Each observation's score replaced by its rank among the trials that took the same
-    categorical choices, as a fraction (the best of them 1.0, their worst 0.0; ``minimize``: the
-    best 0.0); a diverged trial stays NaN. Unchanged without a categorical.
+    categorical choices, as a fraction in the scores' own order (``maximize``: the best of them
+    1.0, their worst 0.0; ``minimize``: the best 0.0; ties share their mean rank); a diverged
+    trial stays NaN. Unchanged without a categorical.
 
     What an exploration trial's TPE learns from: fitted to the raw scores, its good trials are
     all the leading choice's, in the ranges, so it draws near them, and a choice whose region
@@ -135,15 +138,12 @@ def choice_quantiles(
         key = tuple(_choice_index(p, params[n]) if n in params else None for n, p in cats)
         groups.setdefault(key, []).append(i)
     out = [(params, math.nan) for params, _ in observed]
-    best_first = -1.0 if direction == "maximize" else 1.0
+    lone = 1.0 if direction == "maximize" else 0.0  # a choice's only trial is its best
     for members in groups.values():
-        scored = sorted(
-            (i for i in members if math.isfinite(observed[i][1])),
-            key=lambda i: best_first * observed[i][1],
-        )
-        for rank, i in enumerate(scored):
-            below = 1.0 - rank / (len(scored) - 1) if len(scored) > 1 else 1.0
-            out[i] = (observed[i][0], below if direction == "maximize" else 1.0 - below)
+        scored = [i for i in members if math.isfinite(observed[i][1])]
+        rank = ranks(np.array([observed[i][1] for i in scored]))  # ascending, as the scores
+        for i, r in zip(scored, rank, strict=True):
+            out[i] = (observed[i][0], float(r) / (len(scored) - 1) if len(scored) > 1 else lone)
     return out
 
 

@@ -224,6 +224,8 @@ def test_choice_quantiles_rank_each_choices_trials_among_themselves():
     batches = SearchSpace(batch=Categorical((32, 64)))  # a pandas column gives np.int64(32)
     mixed = [({"batch": np.int64(32)}, 0.5), ({"batch": 32}, 0.7), ({"batch": 64}, 0.1)]
     assert [v for _, v in choice_quantiles(batches, mixed, "maximize")] == [0.0, 1.0, 1.0]
+    tied = [({"x": 0.1, "opt": "sgd"}, 0.3), ({"x": 0.2, "opt": "sgd"}, 0.3), *seen[:3]]
+    assert [v for _, v in choice_quantiles(space, tied, "maximize")] == [0.125, 0.125, 1, 0.5, 0.75]
     alone = [({"x": 0.3, "opt": "adam"}, 0.2)]
     assert choice_quantiles(space, alone, "maximize") == [({"x": 0.3, "opt": "adam"}, 1.0)]
     assert choice_quantiles(SearchSpace(x=Uniform(0.0, 1.0)), seen, "maximize") == seen
