@@ -6,10 +6,12 @@ nothing. Local trials are drawn close to the best trial so far (inside the round
 good region is refined, not only sampled; while a categorical keeps two or more choices, some are
 drawn close to another choice's best trial instead, when it ranks among the best trials so far
 (adam's first hit at its own lr, far from sgd's, is refined too: a model fitted to every trial
-keeps sampling the leading choice). Which trials are which is a function of the trial
-number (reproducible, resume-safe): of a round's first N trials, floor(N x share) exploration
-trials and N x share rounded local ones, spread evenly (a local slot that falls on an exploration
-trial moves to the next trial).
+keeps sampling the leading choice). One local trial in 3 swaps one choice instead and keeps
+every other value: the choices compared at the best configuration (a TPE that found lr's region
+with tanh keeps drawing tanh, and relu, better at every lr, is never tried there). Which trials
+are which is a function of the trial number (reproducible, resume-safe): of a round's first N
+trials, floor(N x share) exploration trials and N x share rounded local ones, spread evenly (a
+local slot that falls on an exploration trial moves to the next trial).
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ __all__ = [
     "local_centre",
     "local_params",
     "rival_centres",
+    "swap_slot",
     "trial_kind",
 ]
 
 LOCAL_SD = 0.1  # a local trial moves each parameter by N(0, 0.1 x its range width)
-LOCAL_KEEP = 0.75  # and keeps the best trial's categorical choice with this probability
+SWAP_EVERY = 3  # one local trial in 3 swaps a choice and keeps the rest (local_params)
 RIVAL_TOP = 0.2  # another choice's best trial is a local centre when it ranks in this top share
 
 
@@ -63,27 +66,70 @@ def _local_slot(number: int, share: float) -> bool:
     return math.floor((number + 1) * share + half) > math.floor(number * share + half)
 
 
-def local_params(space: SearchSpace, best: dict, rng) -> dict:
-    """A configuration near ``best`` inside ``space`` (numeric: a normal step in the parameter's
-    own scale, clipped; categorical: the best's choice or, sometimes, another). Parameters whose
-    condition does not hold for the configuration drawn so far are left out."""
+def local_params(space: SearchSpace, best: dict, rng, swap: int | None = None) -> dict:
+    """A configuration near ``best`` inside ``space``: each numeric parameter moved by a normal
+    step in its own scale (clipped), every choice kept. A swap (``swap`` = k, when a categorical
+    has another choice) instead gives one categorical another choice, the k-th of every
+    (categorical, other choice) pair in turn, and keeps every other parameter at ``best``'s
+    value: the choices compared at the same configuration (a choice that turns a conditional
+    parameter on or off is no such pair). Parameters whose condition does not hold for the
+    configuration drawn so far are left out."""
+    pairs = [
+        (n, c)
+        for n, p in space.items()
+        if isinstance(p, Categorical) and n in best and p.contains(best[n])
+        for c in p.choices
+        if not same_choice(c, best[n]) and _same_parameters(space, {**best, n: c})
+    ]
+    swapped = pairs[swap % len(pairs)] if swap is not None and pairs else None
     out = {}
     for name, param in space.items():
         if not active(param, out):
             continue
+        kept = name in best and param.contains(best[name])
         if isinstance(param, Categorical):
-            keep = name in best and param.contains(best[name]) and rng.random() < LOCAL_KEEP
-            out[name] = best[name] if keep else param.choices[rng.integers(len(param.choices))]
-            continue
-        f, back = (math.log10, lambda v: 10.0**v) if param.log else (float, float)
-        lo, hi = f(param.low), f(param.high)
-        start = (
-            f(best[name]) if name in best and param.contains(best[name]) else rng.uniform(lo, hi)
-        )
-        value = back(min(max(start + rng.normal(0, LOCAL_SD * (hi - lo)), lo), hi))
-        value = min(max(value, param.low), param.high)
-        out[name] = round(value) if isinstance(param.low, int) else value
+            if swapped is not None and swapped[0] == name:
+                out[name] = swapped[1]
+            else:
+                out[name] = best[name] if kept else param.choices[rng.integers(len(param.choices))]
+        elif swapped is not None and kept:
+            out[name] = best[name]
+        else:
+            out[name] = _step(param, best[name] if kept else None, rng)
     return out
+
+
+def _same_parameters(space: SearchSpace, params: dict) -> bool:
+    """Whether ``params`` holds a value for exactly the parameters active for it: a swap that
+    turns a conditional parameter on (or off) compares no longer at the same configuration."""
+    seen: dict = {}
+    for name, param in space.items():
+        if active(param, seen) != (name in params):
+            return False
+        if name in params:
+            seen[name] = params[name]
+    return True
+
+
+def _step(param, start, rng):
+    """``start`` (None: a uniform draw) moved by N(0, LOCAL_SD x width) in the parameter's scale,
+    clipped to its range."""
+    f, back = (math.log10, lambda v: 10.0**v) if param.log else (float, float)
+    lo, hi = f(param.low), f(param.high)
+    start = f(start) if start is not None else rng.uniform(lo, hi)
+    value = back(min(max(start + rng.normal(0, LOCAL_SD * (hi - lo)), lo), hi))
+    value = min(max(value, param.low), param.high)
+    return round(value) if isinstance(param.low, int) else value
+
+
+def swap_slot(number: int, round_: int, explore: float, local: float) -> int | None:
+    """The swap index of trial ``number`` of round ``round_`` when it is a swap, else None: of a
+    round's local trials every SWAP_EVERY-th (the 2nd, 5th, ...) swaps a choice; the k-th swap
+    of round r takes (categorical, other choice) pair k + r, so the pairs take turns."""
+    if trial_kind(number, explore, local) != "local":
+        return None
+    j = sum(trial_kind(i, explore, local) == "local" for i in range(number))
+    return j // SWAP_EVERY + round_ if j % SWAP_EVERY == 1 else None
 
 
 def local_centre(best: dict, rivals: tuple, rng) -> dict:

@@ -17,7 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from hpo.explore import declared_space, local_centre, local_params, trial_kind
+from hpo.explore import declared_space, local_centre, local_params, swap_slot, trial_kind
 from hpo.guided import choice_quantiles, guided_params, round_observations
 from hpo.liveness import deferred_interrupt, worker_id
 from hpo.objective import Diverged, TrialContext, call_objective
@@ -126,7 +126,8 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
     if kind == "local":
         rng = np.random.default_rng(seed)
         centre = local_centre(job.best, job.rivals, rng)
-        rs.study.sampler = FixedSampler(local_params(space, centre, rng))
+        swap = swap_slot(number, job.round, job.explore, job.local)
+        rs.study.sampler = FixedSampler(local_params(space, centre, rng, swap))
     elif job.sampler == "tpe":  # a TPE that has seen the earlier rounds too
         rs.study.sampler = FixedSampler(_tpe_draw(job, rs, trial_id, space, seed, kind))
     if job.sampler == "grid":

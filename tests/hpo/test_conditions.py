@@ -82,10 +82,17 @@ def test_only_active_parameters_are_sampled_local_and_exploration_too():
     wide = exploration_space(space, space)
     assert wide["momentum"].when == space["momentum"].when and wide["momentum"].high == 0.999
     rng = np.random.default_rng(0)
-    best = {"lr": 1e-3, "optimizer": "momentum", "momentum": 0.9}
-    for _ in range(30):
-        p = local_params(space, best, rng)
-        assert ("momentum" in p) == (p["optimizer"] == "momentum")
+    bests = [
+        {"lr": 1e-3, "optimizer": "momentum", "momentum": 0.9},
+        {"lr": 1e-3, "optimizer": "sgd"},
+    ]
+    for best in bests:
+        # a swap would turn momentum on or off: not the same configuration, so none is drawn
+        drawn = [local_params(space, best, rng, swap) for swap in [None, 0] * 10]
+        assert {p["optimizer"] for p in drawn} == {best["optimizer"]}
+        for p in drawn:
+            assert ("momentum" in p) == (p["optimizer"] == "momentum")
+            assert "momentum" not in p or 0.5 <= p["momentum"] <= 0.99
 
 
 def test_narrowing_judges_a_parameter_only_on_the_trials_where_it_was_active():

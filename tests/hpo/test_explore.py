@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from hpo import NarrowingPolicy, StopPolicy, Study
-from hpo.explore import rival_centres, trial_kind
-from hpo.space import Categorical, LogUniform, SearchSpace
+from hpo.explore import local_params, rival_centres, swap_slot, trial_kind
+from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
 
 
 @pytest.mark.parametrize(
@@ -36,6 +36,63 @@ def test_the_defaults_keep_their_positions():
     kinds = [trial_kind(i, 0.2, 0.2) for i in range(30)]
     assert [i for i, k in enumerate(kinds) if k == "explore"] == [4, 9, 14, 19, 24, 29]
     assert [i for i, k in enumerate(kinds) if k == "local"] == [2, 7, 12, 17, 22, 27]
+
+
+def test_a_third_of_the_local_trials_swap_a_choice_and_the_pairs_take_turns():
+    """Defaults: local trials 2, 7, 12, 17, 22, 27; the 2nd and the 5th (7 and 22) are swaps,
+    numbered from the round so that a round's swaps start at the next pair."""
+    slots = {i: swap_slot(i, 3, 0.2, 0.2) for i in range(30)}
+    assert {i: k for i, k in slots.items() if k is not None} == {7: 3, 22: 4}
+    assert swap_slot(7, 2, 0.2, 0.2) == 2 and swap_slot(2, 2, 0.2, 0.2) is None
+
+
+SWAP_SPACE = SearchSpace(
+    lr=LogUniform(1e-6, 1.0),
+    act=Categorical(("relu", "tanh", "sigmoid")),
+    width=IntRange(8, 512, log=True),
+    init=Categorical(("he", "glorot")),
+    momentum=Uniform(0.0, 0.99),
+)
+SWAP_BEST = {"lr": 3e-3, "act": "tanh", "width": 100, "init": "he", "momentum": 0.9}
+
+
+def test_a_swap_changes_one_choice_and_keeps_every_other_value():
+    rng = np.random.default_rng(0)
+    changes = []
+    for k in range(6):
+        p = local_params(SWAP_SPACE, SWAP_BEST, rng, swap=k)
+        changed = {n: v for n, v in p.items() if v != SWAP_BEST[n]}
+        assert len(changed) == 1 and set(p) == set(SWAP_BEST)
+        changes.append(changed)
+    # the 3 (categorical, other choice) pairs in turn, then again
+    assert changes[:3] == [{"act": "relu"}, {"act": "sigmoid"}, {"init": "glorot"}]
+    assert changes[3:] == changes[:3]
+    # not a swap: every choice kept, the numbers moved
+    for _ in range(20):
+        p = local_params(SWAP_SPACE, SWAP_BEST, rng)
+        assert (p["act"], p["init"]) == ("tanh", "he") and p["lr"] != SWAP_BEST["lr"]
+
+
+def test_a_swap_that_turns_a_conditional_parameter_on_is_not_drawn():
+    """eps exists for adam only: swapping sgd for adam would draw eps afresh, no longer the same
+    configuration; the other categorical's swap is drawn in its place."""
+    space = SearchSpace(
+        opt=Categorical(("sgd", "adam")),
+        eps=LogUniform(1e-10, 1e-4, when={"opt": "adam"}),
+        init=Categorical(("he", "glorot")),
+        lr=LogUniform(1e-5, 1.0),
+    )
+    best = {"opt": "sgd", "init": "he", "lr": 1e-2}
+    rng = np.random.default_rng(0)
+    swaps = [local_params(space, best, rng, swap=k) for k in range(2)]
+    assert swaps == [{**best, "init": "glorot"}] * 2
+
+
+def test_without_a_categorical_a_swap_slot_draws_what_a_step_draws():
+    space = SearchSpace(**{n: SWAP_SPACE[n] for n in ("lr", "width", "momentum")})
+    best = {n: SWAP_BEST[n] for n in space}
+    stepped = local_params(space, best, np.random.default_rng(5))
+    assert local_params(space, best, np.random.default_rng(5), swap=1) == stepped != best
 
 
 def _frame(opts, lrs, values, state="COMPLETE"):
