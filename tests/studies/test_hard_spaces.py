@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from hpo import StopPolicy, Study
 from hpo.space import Categorical, IntRange
 from studies.hard_spaces import TASKS, Task, to_limits
 
@@ -104,8 +105,6 @@ def test_far_noisy_ends_on_the_best_activation_with_choices_swapped_at_the_best(
     activation finds lr's region, a TPE fitted to every trial keeps drawing it; local trials that
     swap the choice at the best configuration put relu there too. 15 of 16 studies end on relu
     (10 of 16 with local trials that only step, each choice kept with probability 0.75)."""
-    from hpo import StopPolicy, Study
-
     task = TASKS["far-noisy"]
     ends = []
     for seed in range(16):
