@@ -17,6 +17,7 @@ local slot that falls on an exploration trial moves to the next trial).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from hpo.categorical import choice_bests, same_choice
 from hpo.conditions import active
@@ -74,14 +75,7 @@ def local_params(space: SearchSpace, best: dict, rng, swap: int | None = None) -
     value: the choices compared at the same configuration (a choice that turns a conditional
     parameter on or off is no such pair). Parameters whose condition does not hold for the
     configuration drawn so far are left out."""
-    pairs = [
-        (n, c)
-        for n, p in space.items()
-        if isinstance(p, Categorical) and n in best and p.contains(best[n])
-        for c in p.choices
-        if not same_choice(c, best[n]) and _same_parameters(space, {**best, n: c})
-    ]
-    swapped = pairs[swap % len(pairs)] if swap is not None and pairs else None
+    swapped = None if swap is None else _swap_pair(space, best, swap)
     out = {}
     for name, param in space.items():
         if not active(param, out):
@@ -97,6 +91,19 @@ def local_params(space: SearchSpace, best: dict, rng, swap: int | None = None) -
         else:
             out[name] = _step(param, best[name] if kept else None, rng)
     return out
+
+
+def _swap_pair(space: SearchSpace, best: dict, k: int) -> tuple[str, Any] | None:
+    """The k-th (categorical, other choice) pair of ``best``, cyclically; None when there is
+    none."""
+    pairs = [
+        (n, c)
+        for n, p in space.items()
+        if isinstance(p, Categorical) and n in best and p.contains(best[n])
+        for c in p.choices
+        if not same_choice(c, best[n]) and _same_parameters(space, {**best, n: c})
+    ]
+    return pairs[k % len(pairs)] if pairs else None
 
 
 def _same_parameters(space: SearchSpace, params: dict) -> bool:
