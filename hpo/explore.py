@@ -50,16 +50,21 @@ def trial_kind(number: int, explore: float, local: float) -> str:
     A local slot that falls on an exploration trial moves to the next trial that is not one."""
     if is_exploration(number, explore):
         return "explore"
+    locals_ = _local_numbers(number, explore, local)
+    return "local" if locals_ and locals_[-1] == number else "round"
+
+
+def _local_numbers(upto: int, explore: float, local: float) -> list[int]:
+    """The local trials among trials 0..``upto`` of a round, in one pass."""
     if local <= 0:
-        return "round"
-    owed = 0
-    for i in range(number + 1):
+        return []
+    owed, out = 0, []
+    for i in range(upto + 1):
         owed += _local_slot(i, local)
         if owed and not is_exploration(i, explore):
-            if i == number:
-                return "local"
+            out.append(i)
             owed -= 1
-    return "round"
+    return out
 
 
 def _local_slot(number: int, share: float) -> bool:
@@ -133,9 +138,10 @@ def swap_slot(number: int, round_: int, explore: float, local: float) -> int | N
     """The swap index of trial ``number`` of round ``round_`` when it is a swap, else None: of a
     round's local trials every SWAP_EVERY-th (the 2nd, 5th, ...) swaps a choice; the k-th swap
     of round r takes (categorical, other choice) pair k + r, so the pairs take turns."""
-    if trial_kind(number, explore, local) != "local":
+    locals_ = _local_numbers(number, explore, local)
+    if not locals_ or locals_[-1] != number:
         return None
-    j = sum(trial_kind(i, explore, local) == "local" for i in range(number))
+    j = len(locals_) - 1  # the local trials before this one
     return j // SWAP_EVERY + round_ if j % SWAP_EVERY == 1 else None
 
 
