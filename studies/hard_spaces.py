@@ -34,10 +34,23 @@ reports as best, so a lucky noisy trial earns nothing.
            adam's (1.0) 1.5 decades above it, where adam scores about 0.01: adam must not be
            dropped before lr's range has moved past the edge.
 
+  plateau  a broad plateau (0.7) across the starting lr range, the peak (1.0) a decade above it
+           and narrow (0.3 decade): no climb leads there, only exploration finds it.
+  twin     two modes inside the start: lr 1e-4 with batch 32 (0.9) and lr 0.1 with batch 256
+           (1.0); a box around the first round's best trials may keep only one of them.
+  sixchoice  six choices, each with its own best lr a decade below the last (peaks 0.6 .. 1.0):
+           the best ('f', lr 1e-6) lies 2 decades below the start, where every choice scores 0.
+  cliff    lr's optimum (0.2) 1.3 decades above the start, just below a cliff (diverged: 0 above
+           0.3): a climb must stop at the cliff.
+  ratio    only the step lr / (1 - momentum) and momentum matter; momentum's best (0.95) lies
+           past its start 0..0.9, so lr must move with it.
+
 sharp and choice were added after the rules were chosen on the first five (out-of-sample checks);
 low, many, edge, deep and cond after every rule was chosen, and no rule was changed for them;
 apart, inverse and reach came from a later check on unseen spaces: the rule that no choice is
 dropped while a range moves past an edge was made for reach, and no rule for the other two.
+plateau, twin, sixchoice, cliff and ratio came from a second check on unseen spaces, after
+every rule was chosen; no rule has been changed for them.
 
 Strategies (default budget 120 trials, 2 workers (--workers: every strategy's; --study workers=N:
 narrowing's alone), no tracking, stopping on unchanged ranges off):
@@ -182,6 +195,43 @@ REACH = {"sgd": (1e-2, 0.85), "adam": (1.0, 1.0)}  # best lr, peak
 
 def reach(p: dict) -> float:
     return _own_lr(REACH, p["opt"], p["lr"], 0.5) * _bump(p["dropout"] - 0.2, 0.25)
+
+
+def plateau(p: dict) -> float:  # width has no effect
+    u = math.log10(p["lr"])  # a broad 0.7 plateau at lr 1e-2, a narrow peak at lr 1.0
+    return max(0.7 * _bump(u + 2, 1.0), _bump(u, 0.3)) * _bump(p["momentum"] - 0.9, 0.4)
+
+
+def twin(p: dict) -> float:
+    u, v = math.log10(p["lr"]), math.log2(p["batch"])
+    low = 0.9 * _bump(u + 4, 0.4) * _bump(v - 5, 1.5)  # lr 1e-4, batch 32
+    high = _bump(u + 1, 0.4) * _bump(v - 8, 1.5)  # lr 0.1, batch 256
+    return max(low, high) * _bump(p["dropout"] - 0.2, 0.3)
+
+
+LADDER = {  # best lr, peak: each choice a decade below the last
+    "a": (1e-1, 0.6),
+    "b": (1e-2, 0.7),
+    "c": (1e-3, 0.8),
+    "d": (1e-4, 0.85),
+    "e": (1e-5, 0.9),
+    "f": (1e-6, 1.0),
+}
+
+
+def sixchoice(p: dict) -> float:
+    return _own_lr(LADDER, p["act"], p["lr"], 0.4) * _bump(math.log2(p["units"] / 256), 1.5)
+
+
+def cliff(p: dict) -> float:
+    if p["lr"] > 0.3:  # diverged
+        return 0.0
+    return _bump(math.log10(p["lr"] / 0.2), 0.8) * _bump(math.log2(p["batch"] / 64), 2.0)
+
+
+def ratio(p: dict) -> float:  # wd has no effect
+    effective = math.log10(p["lr"] / (1.0 - p["mom"]))  # the step size lr / (1 - momentum)
+    return _bump(effective + 1, 0.3) * _bump(p["mom"] - 0.95, 0.08)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,6 +395,50 @@ SPACES = {  # name: (value, starting space, a configuration where value == 1.0)
             dropout=Uniform(0.0, 0.8, limits=(0.0, 0.95)),
         ),
         {"opt": "adam", "lr": 1.0, "dropout": 0.2},
+    ),
+    "plateau": (
+        plateau,
+        SearchSpace(
+            lr=LogUniform(1e-4, 1e-1, limits=(1e-7, 10.0)),
+            momentum=Uniform(0.0, 0.99, limits=(0.0, 0.999)),
+            width=IntRange(16, 512, log=True, limits=(4, 4096)),
+        ),
+        {"lr": 1.0, "momentum": 0.9, "width": 64},
+    ),
+    "twin": (
+        twin,
+        SearchSpace(
+            lr=LogUniform(1e-5, 1.0, limits=(1e-8, 10.0)),
+            batch=IntRange(8, 512, log=True, limits=(1, 4096)),
+            dropout=Uniform(0.0, 0.8, limits=(0.0, 0.95)),
+        ),
+        {"lr": 0.1, "batch": 256, "dropout": 0.2},
+    ),
+    "sixchoice": (
+        sixchoice,
+        SearchSpace(
+            act=Categorical(tuple(LADDER)),
+            lr=LogUniform(1e-4, 1.0, limits=(1e-8, 10.0)),
+            units=IntRange(16, 1024, log=True, limits=(4, 4096)),
+        ),
+        {"act": "f", "lr": 1e-6, "units": 256},
+    ),
+    "cliff": (
+        cliff,
+        SearchSpace(
+            lr=LogUniform(1e-5, 1e-2, limits=(1e-8, 10.0)),
+            batch=IntRange(8, 512, log=True, limits=(1, 4096)),
+        ),
+        {"lr": 0.2, "batch": 64},
+    ),
+    "ratio": (
+        ratio,
+        SearchSpace(
+            lr=LogUniform(1e-4, 1e-1, limits=(1e-7, 10.0)),
+            mom=Uniform(0.0, 0.9, limits=(0.0, 0.999)),
+            wd=LogUniform(1e-6, 1e-2, limits=(1e-10, 1.0)),
+        ),
+        {"lr": 5e-3, "mom": 0.95, "wd": 1e-4},
     ),
 }
 TASKS = {

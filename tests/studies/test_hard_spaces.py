@@ -72,6 +72,18 @@ def test_optimum_outside_or_at_the_edge_of_the_starting_range_where_intended():
     assert not reach.space["lr"].contains(1.0) and reach.space["lr"].contains(1e-2)
     assert reach.value({"opt": "sgd", "lr": 1e-2, "dropout": 0.2}) == 0.85
     assert reach.value({"opt": "adam", "lr": 3e-2, "dropout": 0.2}) < 0.02
+    plateau = TASKS["plateau"]  # the peak past the range, the plateau's top (0.7) inside it
+    assert not plateau.space["lr"].contains(1.0)
+    assert plateau.value({"lr": 1e-2, "momentum": 0.9, "width": 64}) == 0.7
+    twin = TASKS["twin"]  # both modes inside the start, the runner-up 0.9
+    assert all(twin.space[k].contains(v) for k, v in twin.optimum.items())
+    assert twin.value({"lr": 1e-4, "batch": 32, "dropout": 0.2}) == 0.9
+    six = TASKS["sixchoice"]  # 'd''s peak (0.85) at the lower edge, 'f''s 2 decades below it
+    assert six.space["lr"].low == 1e-4 and not six.space["lr"].contains(1e-6)
+    assert six.value({"act": "d", "lr": 1e-4, "units": 256}) == 0.85
+    assert TASKS["cliff"].value({"lr": 0.31, "batch": 64}) == 0.0  # past the cliff
+    assert not TASKS["cliff"].space["lr"].contains(0.2)
+    assert not TASKS["ratio"].space["mom"].contains(0.95)
 
 
 def test_false_leads_counts_the_narrowings_of_a_noise_study(capsys):
