@@ -39,7 +39,7 @@ reports as best, so a lucky noisy trial earns nothing.
   twin     two modes inside the start: lr 1e-4 with batch 32 (0.9) and lr 0.1 with batch 256
            (1.0); a box around the first round's best trials may keep only one of them.
   sixchoice  six choices, each with its own best lr a decade below the last (peaks 0.6 .. 1.0):
-           the best ('f', lr 1e-6) lies 2 decades below the start, where every choice scores 0.
+           the best ('f', lr 1e-6) lies 2 decades below the start, and scores about 0 inside it.
   cliff    lr's optimum (0.2) 1.3 decades above the start, just below a cliff (diverged: 0 above
            0.3): a climb must stop at the cliff.
   ratio    only the step lr / (1 - momentum) and momentum matter; momentum's best (0.95) lies
