@@ -50,8 +50,14 @@ def trial_kind(number: int, explore: float, local: float) -> str:
     A local slot that falls on an exploration trial moves to the next trial that is not one."""
     if is_exploration(number, explore):
         return "explore"
+    return "round" if _local_index(number, explore, local) is None else "local"
+
+
+def _local_index(number: int, explore: float, local: float) -> int | None:
+    """Trial ``number``'s place among its round's local trials (0: the first), or None when it
+    is not a local trial."""
     locals_ = _local_numbers(number, explore, local)
-    return "local" if locals_ and locals_[-1] == number else "round"
+    return len(locals_) - 1 if locals_ and locals_[-1] == number else None
 
 
 def _local_numbers(upto: int, explore: float, local: float) -> list[int]:
@@ -138,10 +144,9 @@ def swap_slot(number: int, round_: int, explore: float, local: float) -> int | N
     """The swap index of trial ``number`` of round ``round_`` when it is a swap, else None: of a
     round's local trials every SWAP_EVERY-th (the 2nd, 5th, ...) swaps a choice; the k-th swap
     of round r takes (categorical, other choice) pair k + r, so the pairs take turns."""
-    locals_ = _local_numbers(number, explore, local)
-    if not locals_ or locals_[-1] != number:
+    j = _local_index(number, explore, local)  # the local trials before this one
+    if j is None:
         return None
-    j = len(locals_) - 1  # the local trials before this one
     return j // SWAP_EVERY + round_ if j % SWAP_EVERY == 1 else None
 
 
