@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NumericEvidence",
+    "WIDEN_MIN_TRIALS",
     "Tested",
     "holm_levels",
     "in_scale",
@@ -177,17 +178,22 @@ def holm_levels(tested: Mapping[str, Tested], alpha: float) -> dict[str, float]:
     return levels
 
 
+WIDEN_MIN_TRIALS = 5  # exploration trials and ranges' trials each, to compare the two
+
+
 def ranges_no_better(scored: pd.DataFrame, score: np.ndarray, policy) -> str:
     """Why the round's ranges look no better than the hard limits ('' when they do, or when it
     cannot be judged): an exploration trial (drawn from the limits) was the best of the round,
-    or the ranges' trials do not score clearly above the exploration trials."""
+    or the ranges' trials do not score clearly above the exploration trials (judged with at
+    least WIDEN_MIN_TRIALS of each; ``policy.min_choice_trials`` is the choices' own minimum:
+    raised to 10, it left a round of 30 trials, 6 of them exploration, unable to widen)."""
     if "explore" not in scored.columns or not len(score):
         return ""
     explore = scored["explore"].fillna(False).astype(bool).to_numpy()
     if explore[0]:
         return "an exploration trial beat the ranges"
     wide, mine = score[explore], score[~explore]
-    if min(len(wide), len(mine)) < policy.min_choice_trials:
+    if min(len(wide), len(mine)) < WIDEN_MIN_TRIALS:
         return ""
     p = worse_than(wide, mine, policy.permutations)
     return (

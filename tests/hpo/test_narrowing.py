@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hpo.evidence import WIDEN_MIN_TRIALS
 from hpo.narrowing import Change, NarrowingPolicy, converged, narrow, relative_change
 from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
 
@@ -188,6 +189,12 @@ def test_ranges_no_better_than_the_hard_limits_widen():
     new, changes = narrow(space, trials)
     assert "score no better than the hard limits" in changes["lr"].detail and changes["lr"].widened
     assert new["lr"].low < 1e-6 and new["lr"].high > 1e-2 and not changes["lr"].evidence
+    # the choices' minimum of trials does not govern widening (raised to 10, it kept these
+    # ranges: 6 exploration trials were too few); fewer than WIDEN_MIN_TRIALS of them do
+    cautious = NarrowingPolicy(min_choice_trials=10)
+    assert narrow(space, trials, policy=cautious)[1]["lr"].widened
+    fewer = trials.assign(explore=explore & (np.cumsum(explore) < WIDEN_MIN_TRIALS))
+    assert not narrow(space, fewer)[1]["lr"].widened
     # ranges that clearly beat the exploration trials are kept
     better = trials.assign(value=np.where(trials["explore"], -5.0, 0.0) + 0.01 * rng.random(30))
     new, changes = narrow(space, better)
