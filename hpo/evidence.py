@@ -185,8 +185,7 @@ def ranges_no_better(scored: pd.DataFrame, score: np.ndarray, policy) -> str:
     """Why the round's ranges look no better than the hard limits ('' when they do, or when it
     cannot be judged): an exploration trial (drawn from the limits) was the best of the round,
     or the ranges' trials do not score clearly above the exploration trials (judged with at
-    least WIDEN_MIN_TRIALS of each; ``policy.min_choice_trials`` is the choices' own minimum:
-    raised to 10, it left a round of 30 trials, 6 of them exploration, unable to widen)."""
+    least WIDEN_MIN_TRIALS of each, not ``policy.min_choice_trials``: that is the choices')."""
     if "explore" not in scored.columns or not len(score):
         return ""
     explore = scored["explore"].fillna(False).astype(bool).to_numpy()
