@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import uuid
 
 
 def bowl(params):
@@ -114,19 +115,22 @@ def _wait_for(path, timeout=60.0):
 class Gated:
     """The first ``free`` calls return at once; later ones wait until the file ``gate`` exists.
 
-    Appends 'start ROUND NUMBER PID' when a call starts and 'end ROUND NUMBER PID' when it ends,
-    so a test can tell how many trials are in flight without timing anything.
+    Appends 'start ROUND NUMBER PID TOKEN' when a call starts and 'end ROUND NUMBER PID' when it
+    ends, so a test can tell how many trials are in flight without timing anything. A call's
+    place is where its own start line (TOKEN is unique) sits in the log, not how many start lines
+    it reads: another worker's start written between the two must not make a free call wait.
     """
 
     def __init__(self, log, gate, free=0):
         self.log, self.gate, self.free = str(log), str(gate), free
 
     def __call__(self, params, ctx):
-        with open(self.log, "a") as f:
-            f.write(f"start {ctx.round} {ctx.number} {os.getpid()}\n")
+        mine = f"start {ctx.round} {ctx.number} {os.getpid()} {uuid.uuid4().hex}\n"
+        with open(self.log, "a") as f:  # one short append: whole lines, in one order for all
+            f.write(mine)
         with open(self.log) as f:
-            started = sum(line.startswith("start") for line in f)
-        if started > self.free:
+            place = [line for line in f if line.startswith("start")].index(mine) + 1
+        if place > self.free:
             _wait_for(self.gate)
         with open(self.log, "a") as f:
             f.write(f"end {ctx.round} {ctx.number} {os.getpid()}\n")
