@@ -23,8 +23,10 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
   from (hpo.records.learning_since). A signal narrows nothing.
 - When no parameter shows evidence and the ranges' trials score no better than the exploration
   trials (drawn from the hard limits), or an exploration trial beat them all, the ranges are
-  wrong: they widen toward the hard limits. The best trial so far (``incumbent``) always stays
-  inside the new ranges, its choice too (an exploration trial may bring a dropped one back).
+  wrong: they widen toward the hard limits. Not after a survey (round 1 drawn from the hard
+  limits alone, ``survey``): the ranges had no trials to judge. The best trial so far
+  (``incumbent``) always stays inside the new ranges, its choice too (an exploration trial may
+  bring a dropped one back).
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class NarrowingPolicy:
     alpha: float = 0.05  # evidence: a parameter matters when p < alpha (1: always narrow)
     min_choice_trials: int = 5  # a choice is dropped only with this many trials of it and its rival
     explore: float = 0.2  # share of each round's trials drawn from the hard limits (0: none)
+    survey: float = 0.0  # share of round 1's trials drawn from the hard limits (1: all)
     local: float = 0.2  # share drawn close to the best trial so far (0: none)
     permutations: int = 399  # shuffles behind each p-value
 
@@ -107,6 +110,7 @@ class NarrowingPolicy:
         _check("alpha", self.alpha, below(0, 1), 1, "a number in (0, 1]", False)
         _check("min_choice_trials", self.min_choice_trials, 1, math.inf, "an int >= 1", True)
         _check("explore", self.explore, 0, below(1, 0), "a number in [0, 1)", False)
+        _check("survey", self.survey, 0, 1, "a number in [0, 1]", False)
         _check("local", self.local, 0, below(1, 0), "a number in [0, 1)", False)
         _check("permutations", self.permutations, 19, 100_000, "an int in [19, 100000]", True)
 

@@ -197,6 +197,13 @@ class Settings:
             explore_dict=None,
         )
 
+    def explore_share(self, k: int) -> float:
+        """Round ``k``'s share of exploration trials: ``explore``, but in round 1 of a cold start
+        with the tpe or random sampler ``survey`` (of the hard limits) when that is more."""
+        p = self.narrowing
+        cold = k == 1 and not self.warm_start and self.sampler in ("random", "tpe")
+        return max(p.survey, p.explore) if cold else p.explore
+
     def round_job(
         self,
         k: int,
@@ -234,7 +241,7 @@ class Settings:
             seed=self.seed,
             metric=self.metric,
             max_failures=self.max_failures,
-            explore=0.0 if self.sampler == "grid" else self.narrowing.explore,
+            explore=0.0 if self.sampler == "grid" else self.explore_share(k),
             explore_dict=wide.to_dict(),
             local=local,
             best=best,

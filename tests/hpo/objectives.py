@@ -267,3 +267,10 @@ def quick_x(params):
 def kinds(params):
     """Maximum 0 at kind 'a', lr = 1e-3; kind 'b' is 30 lower everywhere."""
     return -((math.log10(params["lr"]) + 3) ** 2) - (0.0 if params["kind"] == "a" else 30.0)
+
+
+def plateau(params):
+    """A broad 0.7 plateau across a starting lr range of 10^U(-4, -1) (its top at lr 1e-2) and
+    the maximum, 1.0, a narrow peak at lr = 1.0, outside it; y has no effect."""
+    u = math.log10(params["lr"])
+    return max(0.7 * math.exp(-0.5 * (u + 2) ** 2), math.exp(-0.5 * (u / 0.3) ** 2))

@@ -201,6 +201,20 @@ def test_ranges_no_better_than_the_hard_limits_widen():
     assert new["lr"] == space["lr"] or changes["lr"].evidence
 
 
+def test_a_survey_round_does_not_widen_the_ranges_it_never_sampled():
+    """Round 1 drawn from the hard limits alone (a survey): its best trial is an exploration
+    trial, but the ranges had no trials to compare with, so nothing widens for it."""
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 1e2)))
+    rng = np.random.default_rng(3)
+    lr = 10 ** rng.uniform(-8, 2, 30)
+    cols = {"value": rng.standard_normal(30), "state": "COMPLETE", "params_lr": lr}
+    new, changes = narrow(space, pd.DataFrame({**cols, "explore": True}))
+    assert not changes["lr"].widened and not changes["lr"].evidence and new["lr"] == space["lr"]
+    cols["explore"] = np.arange(30) % 5 != 0  # 6 of the ranges' own: it can be judged
+    assert cols["explore"][np.argmax(cols["value"])]  # and an exploration trial beat them
+    assert narrow(space, pd.DataFrame(cols))[1]["lr"].widened
+
+
 def test_ties_are_broken_by_row_order():
     policy = NarrowingPolicy(top_fraction=0.01, min_top=1, alpha=1.0)  # narrow without evidence
     x = [2.0, 8.0, 5.0, 5.5, 4.5]
@@ -278,6 +292,8 @@ def test_change_to_dict_round_trip_and_helpers():
         ("min_trials", 0),
         ("min_trials", True),
         ("margin", "0.2"),
+        ("survey", -0.1),
+        ("survey", 1.5),
     ],
 )
 def test_policy_validation(field, value):

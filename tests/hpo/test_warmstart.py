@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpo import LogUniform, SearchSpace, Study, Uniform
+from hpo import LogUniform, NarrowingPolicy, SearchSpace, Study, Uniform
 from hpo.errors import InputError
 from hpo.records import ATTR
 from hpo.storage import open_storage, parent_attrs
@@ -42,6 +42,15 @@ def test_a_warm_start_reaches_a_good_score_in_fewer_trials_than_a_cold_start(tmp
     assert record["source"] == "source" and record["trials"] == 60
     src = parent_attrs(storage, "source")[ATTR["rounds"]][-1]["space"]
     assert warm.rounds[0].space.to_dict() == src  # round 1 starts on the source's final ranges
+
+
+def test_a_warm_start_samples_the_ranges_it_starts_on_and_does_not_survey(tmp_path):
+    """survey=1.0 draws round 1 of a cold start from the hard limits; a warm start begins on
+    a finished study's ranges, and its round 1 samples them (with the usual exploration share)."""
+    survey = NarrowingPolicy(survey=1.0)
+    cold = make(tmp_path, "source", rounds=1, trials=10, seed=1, narrowing=survey).run()
+    warm = make(tmp_path, "warm", rounds=1, trials=10, warm_start="source", narrowing=survey)
+    assert cold.trials["explore"].all() and warm.run().trials["explore"].sum() == 2  # 10 x 0.2
 
 
 def test_added_removed_and_edited_parameters_are_handled(tmp_path):
