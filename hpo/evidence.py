@@ -189,8 +189,6 @@ def ranges_no_better(scored: pd.DataFrame, score: np.ndarray, policy) -> str:
     if "explore" not in scored.columns or not len(score):
         return ""
     explore = scored["explore"].fillna(False).astype(bool).to_numpy()
-    if explore.all():  # a survey round: the ranges had no trials of their own
-        return ""
     if explore[0]:
         return "an exploration trial beat the ranges"
     wide, mine = score[explore], score[~explore]

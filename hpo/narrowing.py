@@ -23,10 +23,10 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
   from (hpo.records.learning_since). A signal narrows nothing.
 - When no parameter shows evidence and the ranges' trials score no better than the exploration
   trials (drawn from the hard limits), or an exploration trial beat them all, the ranges are
-  wrong: they widen toward the hard limits. Not after a survey (round 1 drawn from the hard
-  limits alone, ``survey``): the ranges had no trials to judge. The best trial so far
-  (``incumbent``) always stays inside the new ranges, its choice too (an exploration trial may
-  bring a dropped one back).
+  wrong: they widen toward the hard limits. The best trial so far (``incumbent``) always stays
+  inside the new ranges, its choice too (an exploration trial may bring a dropped one back).
+- A round of exploration trials alone (a survey, ``survey``) narrows nothing but to keep the best
+  trial: it sampled the limits, not the ranges, and a TPE clusters its draws near early winners.
 """
 
 from __future__ import annotations
@@ -142,26 +142,16 @@ def narrow(
     k = _top_count(score, policy)
     incumbent = dict(incumbent or {})
     changes, evidence, tested = {}, {}, {}
-    climbs = rival_climbs(space, scored, score, policy) if n >= policy.min_trials else []
+    survey = n > 0 and "explore" in scored.columns and bool(scored["explore"].eq(True).all())
+    climbs = [] if survey or n < policy.min_trials else rival_climbs(space, scored, score, policy)
     for name, param in space.items():
         column = PARAM_PREFIX + name
-        if n < policy.min_trials:
-            why = f"only {n} finished trials (need {policy.min_trials})"
-        elif column not in trials.columns:
-            why = f"no column {column} in the trials"
-        else:
-            why = ""
+        if not (why := _unjudged(n, survey, column, trials.columns, policy)):
             col = scored[column].tolist()
             if isinstance(param, Categorical):
+                inc, own = incumbent.get(name, NONE), tuple(c for c in climbs if c.param == name)
                 changes[name], evidence[name] = narrow_categorical(
-                    name,
-                    param,
-                    col,
-                    score,
-                    policy,
-                    incumbent.get(name, NONE),
-                    len(space),
-                    tuple(c for c in climbs if c.param == name),
+                    name, param, col, score, policy, inc, len(space), own
                 )
             else:
                 tested[name] = tested_param(name, param, col, score, k, policy, len(space))
@@ -196,6 +186,15 @@ def narrow(
         for name, c in changes.items()
     }
     return space.replace(**{name: c.new for name, c in changes.items()}), changes
+
+
+def _unjudged(n: int, survey: bool, column: str, columns, policy: NarrowingPolicy) -> str:
+    """Why a parameter is kept without a test ('' when it can be judged)."""
+    if n < policy.min_trials:
+        return f"only {n} finished trials (need {policy.min_trials})"
+    if survey:
+        return "round 1 surveyed the hard limits (exploration trials alone narrow nothing)"
+    return f"no column {column} in the trials" if column not in columns else ""
 
 
 def converged(changes: Mapping[str, Change] | Iterable[Change]) -> bool:

@@ -201,18 +201,27 @@ def test_ranges_no_better_than_the_hard_limits_widen():
     assert new["lr"] == space["lr"] or changes["lr"].evidence
 
 
-def test_a_survey_round_does_not_widen_the_ranges_it_never_sampled():
-    """Round 1 drawn from the hard limits alone (a survey): its best trial is an exploration
-    trial, but the ranges had no trials to compare with, so nothing widens for it."""
-    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 1e2)))
+def test_a_survey_round_narrows_nothing_but_keeps_the_best_trial():
+    """A round of exploration trials alone (round 1 drawn from the hard limits, ``survey``): a
+    clear optimum in its trials narrows nothing, nothing widens, no choice is dropped, and the
+    ranges stretch only to keep the best trial so far."""
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 1e2)), kind=Categorical(("a", "b")))
     rng = np.random.default_rng(3)
     lr = 10 ** rng.uniform(-8, 2, 30)
-    cols = {"value": rng.standard_normal(30), "state": "COMPLETE", "params_lr": lr}
-    new, changes = narrow(space, pd.DataFrame({**cols, "explore": True}))
-    assert not changes["lr"].widened and not changes["lr"].evidence and new["lr"] == space["lr"]
-    cols["explore"] = np.arange(30) % 5 != 0  # 6 of the ranges' own: it can be judged
-    assert cols["explore"][np.argmax(cols["value"])]  # and an exploration trial beat them
-    assert narrow(space, pd.DataFrame(cols))[1]["lr"].widened
+    kind = np.where(np.arange(30) % 2 == 0, "a", "b")
+    value = -((np.log10(lr) + 4) ** 2) - 30.0 * (kind == "b")  # clear: lr 1e-4, 'a'
+    cols = {"value": value, "state": "COMPLETE", "params_lr": lr, "params_kind": kind}
+    best = {"lr": float(lr[np.argmax(value)]), "kind": "a"}
+    policy = NarrowingPolicy(survey=1.0)
+    new, changes = narrow(space, pd.DataFrame({**cols, "explore": True}), incumbent=best)
+    assert new == space and all(c.reason == "kept" for c in changes.values())
+    assert all("surveyed the hard limits" in c.detail for c in changes.values())
+    assert not any(c.evidence or c.widened or c.settled for c in changes.values())
+    far = {"lr": 5.0, "kind": "a"}  # a best trial outside the ranges is kept inside
+    new, _ = narrow(space, pd.DataFrame({**cols, "explore": True}), incumbent=far, policy=policy)
+    assert new["lr"].contains(5.0) and new["lr"].low == 1e-6
+    narrowed, changes = narrow(space, pd.DataFrame({**cols, "explore": np.arange(30) % 5 == 0}))
+    assert changes["lr"].evidence and narrowed["kind"].choices == ("a",)  # judged as usual
 
 
 def test_ties_are_broken_by_row_order():
