@@ -25,8 +25,9 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
   trials (drawn from the hard limits), or an exploration trial beat them all, the ranges are
   wrong: they widen toward the hard limits. The best trial so far (``incumbent``) always stays
   inside the new ranges, its choice too (an exploration trial may bring a dropped one back).
-- A round of exploration trials alone (a survey, ``survey``) narrows nothing but to keep the best
-  trial: it sampled the limits, not the ranges, and a TPE clusters its draws near early winners.
+- A survey (``survey``: round 1's trials all exploration trials) narrows nothing but to keep the
+  best trial: it sampled the limits, not the ranges, and a TPE clusters its draws near early
+  winners, which the tests would read as evidence.
 """
 
 from __future__ import annotations
@@ -142,7 +143,8 @@ def narrow(
     k = _top_count(score, policy)
     incumbent = dict(incumbent or {})
     changes, evidence, tested = {}, {}, {}
-    survey = n > 0 and "explore" in scored.columns and bool(scored["explore"].eq(True).all())
+    survey = policy.survey > 0 and not any(history) and "explore" in scored.columns  # round 1
+    survey = survey and n > 0 and bool(scored["explore"].eq(True).all())  # of the limits alone
     climbs = [] if survey or n < policy.min_trials else rival_climbs(space, scored, score, policy)
     for name, param in space.items():
         column = PARAM_PREFIX + name

@@ -213,15 +213,21 @@ def test_a_survey_round_narrows_nothing_but_keeps_the_best_trial():
     cols = {"value": value, "state": "COMPLETE", "params_lr": lr, "params_kind": kind}
     best = {"lr": float(lr[np.argmax(value)]), "kind": "a"}
     policy = NarrowingPolicy(survey=1.0)
-    new, changes = narrow(space, pd.DataFrame({**cols, "explore": True}), incumbent=best)
+    survey = pd.DataFrame({**cols, "explore": True})
+    new, changes = narrow(space, survey, incumbent=best, policy=policy)
     assert new == space and all(c.reason == "kept" for c in changes.values())
     assert all("surveyed the hard limits" in c.detail for c in changes.values())
     assert not any(c.evidence or c.widened or c.settled for c in changes.values())
     far = {"lr": 5.0, "kind": "a"}  # a best trial outside the ranges is kept inside
-    new, _ = narrow(space, pd.DataFrame({**cols, "explore": True}), incumbent=far, policy=policy)
+    new, _ = narrow(space, survey, incumbent=far, policy=policy)
     assert new["lr"].contains(5.0) and new["lr"].low == 1e-6
-    narrowed, changes = narrow(space, pd.DataFrame({**cols, "explore": np.arange(30) % 5 == 0}))
-    assert changes["lr"].evidence and narrowed["kind"].choices == ("a",)  # judged as usual
+    # judged as usual: a round with trials of the ranges' own, a later round, no survey asked
+    mixed = survey.assign(explore=np.arange(30) % 5 == 0)
+    later = [{"lr": changes["lr"]}]
+    for trials, kw in ((mixed, {"policy": policy}), (survey, {"policy": policy, "history": later}),
+                       (survey, {})):  # fmt: skip
+        narrowed, judged = narrow(space, trials, **kw)
+        assert judged["lr"].evidence and narrowed["kind"].choices == ("a",)
 
 
 def test_ties_are_broken_by_row_order():
