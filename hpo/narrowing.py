@@ -25,9 +25,12 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
   trials (drawn from the hard limits), or an exploration trial beat them all, the ranges are
   wrong: they widen toward the hard limits. The best trial so far (``incumbent``) always stays
   inside the new ranges, its choice too (an exploration trial may bring a dropped one back).
-- A survey (``survey``: round 1's trials all exploration trials) narrows nothing but to keep the
-  best trial: it sampled the limits, not the ranges, and a TPE clusters its draws near early
-  winners, which the tests would read as evidence.
+- A survey (``survey``, the default: round 1's trials all exploration trials) narrows nothing but
+  to keep the best trial: it sampled the limits, not the ranges, and a TPE clusters its draws
+  near early winners, which the tests would read as evidence. The round after it learns from
+  the survey only when a trial stood out (``Change.surveyed``), as after a widening.
+- A round whose best trial stands far out of its noise does not widen: that lead is refined
+  where it is (the ranges stretch to keep it, as they keep any best trial so far).
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from hpo.evidence import (
     stands_out,
     tested_param,
 )
-from hpo.ranges import as_float, reason_of, rebuild, relative_change, scale
+from hpo.ranges import as_float, describe, reason_of, rebuild, relative_change, scale
 from hpo.records import PARAM_PREFIX, Change, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
 
@@ -95,7 +98,7 @@ class NarrowingPolicy:
     alpha: float = 0.05  # evidence: a parameter matters when p < alpha (1: always narrow)
     min_choice_trials: int = 5  # a choice is dropped only with this many trials of it and its rival
     explore: float = 0.2  # share of each round's trials drawn from the hard limits (0: none)
-    survey: float = 0.0  # share of round 1's trials drawn from the hard limits (1: all)
+    survey: float = 1.0  # share of round 1's trials drawn from the hard limits (0: none)
     local: float = 0.2  # share drawn close to the best trial so far (0: none)
     permutations: int = 399  # shuffles behind each p-value
 
@@ -168,8 +171,9 @@ def narrow(
         changes[name], evidence[name] = _past_edges(change, past), shown or bool(past)
     changes = {name: changes[name] for name in space}  # in the space's order
     changes = unbracketed(changes)  # no choice dropped while a range moves past an edge
+    standout = n >= policy.min_trials and stands_out(score)
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
-        changes = {name: _widen(c, why) for name, c in changes.items()}
+        changes = {name: _widen(c, why, standout) for name, c in changes.items()}
     changes = {name: _holding(c, incumbent.get(name, NONE)) for name, c in changes.items()}
     # a signal (what a model-based sampler may learn from, hpo.records.RoundRecord.learns):
     # the parameter's own test passes at alpha before Holm's correction, or a trial stands far
@@ -177,13 +181,13 @@ def narrow(
     signal = {
         name: t.ev is not None and t.ev.significant(policy.alpha) for name, t in tested.items()
     }
-    standout = n >= policy.min_trials and stands_out(score)
     changes = {
         name: dataclasses.replace(
             c,
             evidence=evidence.get(name, False),
             signal=standout or evidence.get(name, False) or signal.get(name, False),
             standout=standout,
+            surveyed=survey,
         )
         for name, c in changes.items()
     }
@@ -285,11 +289,15 @@ def _past_edges(change: Change, climbs) -> Change:
     return change
 
 
-def _widen(change: Change, why: str) -> Change:
-    """No parameter shows evidence: the range may be wrong. One width more on each side."""
+def _widen(change: Change, why: str, lead: bool = False) -> Change:
+    """No parameter shows evidence: the range may be wrong. One width more on each side, unless
+    the round's best trial stands far out of its noise (``lead``): it is refined where it is."""
     param = change.old
     if isinstance(param, Categorical) or change.reason != "kept":
         return change
+    if lead:
+        note = "not widened: the round's best trial stands far out of its noise"
+        return dataclasses.replace(change, detail=f"{change.detail}; {why}, but {note}")
     if not param.log and param.limits is None:
         return change  # no hard limit to widen toward, and no natural domain bound
     lo, hi, fwd, back, lim_lo, lim_hi = scale(param)
@@ -376,43 +384,5 @@ def _narrow_numeric(name: str, param: Param, values: list[Any], policy: Narrowin
             new_lo, new_hi = math.floor(new_lo), math.ceil(new_hi)
     new = dataclasses.replace(param, low=new_lo, high=new_hi)
     reason = reason_of(param, new)
-    detail = _detail(param, new, reason, len(x), (m, top), (crowd_lo, crowd_hi), (hit_lo, hit_hi))
+    detail = describe(param, new, reason, len(x), (m, top), (crowd_lo, crowd_hi), (hit_lo, hit_hi))
     return Change(name, param, new, reason, detail)
-
-
-def _detail(
-    old: Param,
-    new: Param,
-    reason: str,
-    k: int,
-    span: tuple[float, float],
-    crowd: tuple[bool, bool],
-    hit: tuple[bool, bool],
-) -> str:
-    def show(v: float, digits: int) -> str:
-        if isinstance(old.low, int) and not old.log:
-            return str(int(v))
-        return f"10^{v:.{digits}g}" if old.log else f"{v:.{digits}g}"
-
-    digits = next((d for d in range(3, 7) if show(span[0], d) != show(span[1], d)), 3)
-    parts = [f"best {k} trials span {show(span[0], digits)}..{show(span[1], digits)}"]
-    sides = [s for s, c in zip(("lower", "upper"), crowd, strict=True) if c]
-    if sides:
-        edges = "both edges" if len(sides) == 2 else f"the {sides[0]} edge"
-        it = "them" if len(sides) == 2 else "it"
-        if reason == "shifted":
-            parts.append(f"crowd {edges}, moved past {it}")
-        elif reason == "extended":
-            parts.append(f"crowd {edges}, extended past {it}")
-        else:
-            parts.append(f"crowd {edges}")
-    elif reason == "shrunk":
-        parts.append("narrowed around them")
-    else:
-        parts.append("they span the whole range")
-    for side, was_hit, bound in zip(("lower", "upper"), hit, (new.low, new.high), strict=True):
-        if was_hit:
-            kind = "hard limit" if old.limits is not None else "domain bound"
-            parts.append(f"{side} side stopped at the {kind} {_fmt(bound)}")
-    text = "; ".join(parts)
-    return f"kept: {text}" if reason == "kept" else text

@@ -1,4 +1,5 @@
-"""Arithmetic on a numeric range in its own scale (log10 for log ranges), shared by narrowing."""
+"""Arithmetic on a numeric range in its own scale (log10 for log ranges), shared by narrowing,
+and the one-line reason of the 6-5 rule."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import numbers
 import sys
 from typing import Any
 
-from hpo.space import Categorical, Param
+from hpo.space import Categorical, Param, _fmt
 
-__all__ = ["as_float", "reason_of", "rebuild", "relative_change", "scale"]
+__all__ = ["as_float", "describe", "reason_of", "rebuild", "relative_change", "scale"]
 
 _TINY, _HUGE = sys.float_info.min, sys.float_info.max
 
@@ -70,3 +71,44 @@ def reason_of(old: Param, new: Param) -> str:
     if grew_lo or grew_hi:
         return "extended"
     return "kept" if (new.low, new.high) == (old.low, old.high) else "shrunk"
+
+
+def describe(
+    old: Param,
+    new: Param,
+    reason: str,
+    k: int,
+    span: tuple[float, float],
+    crowd: tuple[bool, bool],
+    hit: tuple[bool, bool],
+) -> str:
+    """The 6-5 rule's one-line reason: the best trials' span, the edges they crowd, the limits
+    hit."""
+
+    def show(v: float, digits: int) -> str:
+        if isinstance(old.low, int) and not old.log:
+            return str(int(v))
+        return f"10^{v:.{digits}g}" if old.log else f"{v:.{digits}g}"
+
+    digits = next((d for d in range(3, 7) if show(span[0], d) != show(span[1], d)), 3)
+    parts = [f"best {k} trials span {show(span[0], digits)}..{show(span[1], digits)}"]
+    sides = [s for s, c in zip(("lower", "upper"), crowd, strict=True) if c]
+    if sides:
+        edges = "both edges" if len(sides) == 2 else f"the {sides[0]} edge"
+        it = "them" if len(sides) == 2 else "it"
+        if reason == "shifted":
+            parts.append(f"crowd {edges}, moved past {it}")
+        elif reason == "extended":
+            parts.append(f"crowd {edges}, extended past {it}")
+        else:
+            parts.append(f"crowd {edges}")
+    elif reason == "shrunk":
+        parts.append("narrowed around them")
+    else:
+        parts.append("they span the whole range")
+    for side, was_hit, bound in zip(("lower", "upper"), hit, (new.low, new.high), strict=True):
+        if was_hit:
+            kind = "hard limit" if old.limits is not None else "domain bound"
+            parts.append(f"{side} side stopped at the {kind} {_fmt(bound)}")
+    text = "; ".join(parts)
+    return f"kept: {text}" if reason == "kept" else text

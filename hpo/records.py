@@ -139,6 +139,7 @@ class Change:
     widened: bool = False  # no evidence and the ranges looked wrong: widened toward the limits
     # reached a width past an edge toward a kept choice's region (its own scores climb there)
     reaches: bool = False
+    surveyed: bool = False  # round 1 surveyed the hard limits: the next learns from a standout
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -181,15 +182,17 @@ class RoundRecord:
     @property
     def learns(self) -> bool:
         """Whether the round's trials may learn from the scores so far (a model-based sampler,
-        the local trials near the best): all but a round right after a widening without a
-        signal, whose trials would model the noise of the ranges just left (or refine around a
-        noise winner there). A round whose narrowing kept its ranges without a signal still
-        learns: a first hit on a narrow peak inside the ranges is rarely a signal yet. A round
+        the local trials near the best): all but a round right after a widening or a survey
+        without a signal, whose trials would model the noise of the ranges just left or of the
+        limits (or refine around a noise winner there). A round whose narrowing kept its ranges
+        without a signal still learns: a first hit on a narrow peak inside the ranges is rarely a
+        signal yet. A round
         whose range reached past an edge toward a kept choice's region does not: a model of the
         trials so far would keep that choice where it scored low, never in the region reached."""
         if any(c.reaches for c in self.changes.values()):
             return False
-        return not self.widened or any(c.signal for c in self.changes.values())
+        surveyed = any(c.surveyed for c in self.changes.values())
+        return not (self.widened or surveyed) or any(c.signal for c in self.changes.values())
 
     @property
     def stood_out(self) -> bool:

@@ -199,9 +199,10 @@ class Settings:
 
     def explore_share(self, k: int) -> float:
         """Round ``k``'s share of exploration trials: ``explore``, but in round 1 of a cold start
-        with the tpe or random sampler ``survey`` (of the hard limits) when that is more."""
+        of several rounds with the tpe or random sampler ``survey`` (of the hard limits) when
+        that is more."""
         p = self.narrowing
-        cold = k == 1 and not self.warm_start and self.sampler in ("random", "tpe")
+        cold = k == 1 < self.rounds and not self.warm_start and self.sampler in ("random", "tpe")
         return max(p.survey, p.explore) if cold else p.explore
 
     def round_job(

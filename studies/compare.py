@@ -82,8 +82,9 @@ def run_one(task: str, objective, strategy: str, seed: int) -> dict:
         storage=str((OUT if model else SCRATCH) / f"{task}-{strategy}-s{seed}.journal"),
         tracking=False,
         stop=StopPolicy(when_unchanged=False),
-        # one-round baselines are the plain searches: no exploration share
-        narrowing=NarrowingPolicy() if rounds > 1 else NarrowingPolicy(explore=0.0),
+        # one-round baselines are the plain searches: no exploration share; narrowing is the 6-5
+        # study's (round 1 samples the starting ranges: no survey of the hard limits)
+        narrowing=NarrowingPolicy(survey=0.0) if rounds > 1 else NarrowingPolicy(explore=0.0),
         confirm=0,  # the same 100 trials for every strategy: no confirmation round on top
     )
     result = study.run()

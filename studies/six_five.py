@@ -9,7 +9,7 @@ past an edge the best trials crowd) around the best trials. Run it: `make study`
 
 from functools import partial
 
-from hpo import Data, LogUniform, ModelObjective, SearchSpace, Study
+from hpo import Data, LogUniform, ModelObjective, NarrowingPolicy, SearchSpace, Study
 from models import MLP, Dataset, split
 from studies.datasets import pick_dataset
 
@@ -45,6 +45,7 @@ def build(dataset: Dataset, options: dict | None = None) -> Study:
         # validates on fresh folds of the 500 images
         ModelObjective(net, data, epochs=EPOCHS, score=o["score"], folds=o["folds"]),
         sampler="random",  # the textbook's method; "tpe", "qmc", "cmaes" also work
+        narrowing=NarrowingPolicy(survey=0.0),  # round 1 samples the textbook's ranges
         rounds=4,
         trials=o["trials"],  # per round (the textbook runs 100 once)
         confirm=o["confirm"],  # the top 3 configurations, each on all 5 folds with fresh seeds

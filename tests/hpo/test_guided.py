@@ -136,6 +136,12 @@ def test_a_round_right_after_a_widening_without_a_signal_samples_at_random():
     # widened without a signal: the scores so far are the noise of the ranges just left
     assert not RoundRecord(2, "s-2", SPACE, {"x": change(False, widened=True)}).learns
     assert RoundRecord(2, "s-2", SPACE, {"x": change(True, widened=True)}).learns
+    # after a survey of the hard limits (round 1): it learns only when a trial stood out
+    surveyed = dataclasses.replace(change(False), surveyed=True)
+    assert not RoundRecord(2, "s-2", SPACE, {"x": surveyed}).learns
+    stood = dataclasses.replace(surveyed, signal=True, standout=True)
+    assert RoundRecord(2, "s-2", SPACE, {"x": stood}).learns
+    assert Change.from_dict(surveyed.to_dict()).surveyed
     # a range reached past an edge toward a kept choice's region: a model of the trials so far
     # would keep that choice where it scored low
     reached = dataclasses.replace(change(True), reaches=True)

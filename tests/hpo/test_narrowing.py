@@ -180,7 +180,7 @@ def test_ranges_no_better_than_the_hard_limits_widen():
     drawn from the hard limits: the ranges widen toward the limits, saying why."""
     space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 1e2)))
     rng = np.random.default_rng(3)
-    value = rng.standard_normal(30)
+    value = rng.uniform(size=30)  # no trial stands far out of the others
     explore = np.zeros(30, dtype=bool)
     explore[np.argsort(value)[:-1][::5]] = True  # 6 exploration trials across the ranks, not 1st
     lr = np.where(explore, 10 ** rng.uniform(-8, 2, 30), 10 ** rng.uniform(-6, -2, 30))
@@ -201,6 +201,31 @@ def test_ranges_no_better_than_the_hard_limits_widen():
     assert new["lr"] == space["lr"] or changes["lr"].evidence
 
 
+def test_a_trial_far_out_of_the_noise_is_refined_where_it_is_not_widened_away():
+    """The round that would widen (nothing shows evidence, the ranges' trials score no better than
+    the exploration trials) holds one trial far out of its noise: the ranges are kept (stretched
+    to keep it when it lies outside), and the reason says why they did not widen."""
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 1e2)))
+    rng = np.random.default_rng(3)
+    value = rng.uniform(size=30)
+    explore = np.arange(30) % 5 == 0
+    lr = np.where(explore, 10 ** rng.uniform(-8, 2, 30), 10 ** rng.uniform(-6, -2, 30))
+    cols = {"value": value, "state": "COMPLETE", "params_lr": lr, "explore": explore}
+    trials = pd.DataFrame(cols)
+    new, changes = narrow(space, trials)
+    assert changes["lr"].widened and new["lr"].low < 1e-6  # as the test above
+    hit = int(np.flatnonzero(~explore)[3])  # one trial of the ranges hits a narrow peak
+    peak = trials.assign(value=np.where(np.arange(30) == hit, 5.0, value))
+    new, changes = narrow(space, peak, incumbent={"lr": float(lr[hit])})
+    assert new == space and not changes["lr"].widened and changes["lr"].standout
+    assert "no better than the hard limits" in changes["lr"].detail
+    assert "not widened: the round's best trial stands far out of its noise" in changes["lr"].detail
+    out = int(np.flatnonzero(explore & (lr > 1e-2))[0])  # an exploration trial, past the range
+    peak = trials.assign(value=np.where(np.arange(30) == out, 5.0, value))
+    new, changes = narrow(space, peak, incumbent={"lr": float(lr[out])})
+    assert not changes["lr"].widened and new["lr"].low == 1e-6 and new["lr"].contains(lr[out])
+
+
 def test_a_survey_round_narrows_nothing_but_keeps_the_best_trial():
     """A round of exploration trials alone (round 1 drawn from the hard limits, ``survey``): a
     clear optimum in its trials narrows nothing, nothing widens, no choice is dropped, and the
@@ -212,10 +237,10 @@ def test_a_survey_round_narrows_nothing_but_keeps_the_best_trial():
     value = -((np.log10(lr) + 4) ** 2) - 30.0 * (kind == "b")  # clear: lr 1e-4, 'a'
     cols = {"value": value, "state": "COMPLETE", "params_lr": lr, "params_kind": kind}
     best = {"lr": float(lr[np.argmax(value)]), "kind": "a"}
-    policy = NarrowingPolicy(survey=1.0)
+    policy = NarrowingPolicy()  # survey=1.0
     survey = pd.DataFrame({**cols, "explore": True})
     new, changes = narrow(space, survey, incumbent=best, policy=policy)
-    assert new == space and all(c.reason == "kept" for c in changes.values())
+    assert new == space and all(c.reason == "kept" and c.surveyed for c in changes.values())
     assert all("surveyed the hard limits" in c.detail for c in changes.values())
     assert not any(c.evidence or c.widened or c.settled for c in changes.values())
     far = {"lr": 5.0, "kind": "a"}  # a best trial outside the ranges is kept inside
@@ -224,10 +249,12 @@ def test_a_survey_round_narrows_nothing_but_keeps_the_best_trial():
     # judged as usual: a round with trials of the ranges' own, a later round, no survey asked
     mixed = survey.assign(explore=np.arange(30) % 5 == 0)
     later = [{"lr": changes["lr"]}]
+    start = NarrowingPolicy(survey=0.0)
     for trials, kw in ((mixed, {"policy": policy}), (survey, {"policy": policy, "history": later}),
-                       (survey, {})):  # fmt: skip
+                       (survey, {"policy": start})):  # fmt: skip
         narrowed, judged = narrow(space, trials, **kw)
         assert judged["lr"].evidence and narrowed["kind"].choices == ("a",)
+        assert not judged["lr"].surveyed
 
 
 def test_ties_are_broken_by_row_order():

@@ -244,7 +244,7 @@ def test_an_unknown_option_is_named_with_the_accepted_ones(tmp_path):
 
 def test_a_share_of_every_round_explores_the_hard_limits(tmp_path):
     space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-9, 10.0)), y=Uniform(0.0, 1.0))
-    policy = NarrowingPolicy(explore=0.25)
+    policy = NarrowingPolicy(explore=0.25, survey=0.0)  # round 1 on the starting ranges
     result = make(tmp_path, objectives.far_bowl, space, rounds=2, trials=12, narrowing=policy).run()
     t = result.trials
     for k in (1, 2):
@@ -258,11 +258,11 @@ def test_a_share_of_every_round_explores_the_hard_limits(tmp_path):
 
 
 def test_a_survey_draws_round_one_from_the_hard_limits_and_narrows_from_the_start(tmp_path):
-    """survey=1.0: every trial of round 1 is an exploration trial over the hard limits; round 2
-    samples the starting ranges, stretched to keep the best trial, with its exploration share."""
+    """The default (survey=1.0): every trial of round 1 is an exploration trial over the hard
+    limits; round 2 samples the starting ranges, stretched to keep the best trial, with its
+    exploration share. A one-round study has no survey: its one round is the search."""
     space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-9, 10.0)), y=Uniform(0.0, 1.0))
-    survey = NarrowingPolicy(survey=1.0)
-    result = make(tmp_path, objectives.far_bowl, space, rounds=2, trials=12, narrowing=survey).run()
+    result = make(tmp_path, objectives.far_bowl, space, rounds=2, trials=12).run()
     t = result.trials
     first, second = t[t["round"] == 1], t[t["round"] == 2]
     assert first["explore"].all() and second["explore"].sum() == 2  # floor(12 x 0.2)
@@ -279,14 +279,16 @@ def test_a_survey_draws_round_one_from_the_hard_limits_and_narrows_from_the_star
 @pytest.mark.parametrize("seed", [2, 13, 16])
 def test_a_survey_finds_a_narrow_peak_past_a_plateau_that_fills_the_start(tmp_path, seed):
     """The start's own trials all sit on a 0.7 plateau (its best inside the start: no edge to
-    climb), the maximum is a narrow peak a decade above it. Over seeds 0-19, 14 studies reach
-    the peak with the default (survey=0), 15 with survey=1.0; these are three seeds on which
-    the default ends on the plateau (0.70) and the survey reaches the peak."""
+    climb), the maximum is a narrow peak a decade above it. Over seeds 0-19, 16 studies reach
+    the peak with the default (survey=1.0), 14 with survey=0.0; these are three seeds on which
+    survey=0.0 ends on the plateau (0.70) and the default reaches the peak."""
     space = SearchSpace(lr=LogUniform(1e-4, 1e-1, limits=(1e-7, 10.0)), y=Uniform(0.0, 1.0))
     kw = {"rounds": 4, "trials": 20, "sampler": "tpe", "workers": 1, "seed": seed}
-    kw["narrowing"] = NarrowingPolicy(survey=1.0)
-    result = make(tmp_path, objectives.plateau, space, **kw).run()
+    result = make(tmp_path, objectives.plateau, space, **kw).run()  # the default: survey=1.0
     assert result.best_value > 0.95 and 0.5 < result.best_params["lr"] < 2.0
+    kw["narrowing"] = NarrowingPolicy(survey=0.0)  # round 1 on the start: ends on the plateau
+    result = make(tmp_path / "start", objectives.plateau, space, **kw).run()
+    assert result.best_value < 0.75
 
 
 @pytest.mark.parametrize(("sampler", "workers"), [("random", 2), ("tpe", 1)])
@@ -296,6 +298,7 @@ def test_exploration_draws_a_choice_narrowing_dropped(tmp_path, sampler, workers
     all: Optuna refuses a categorical whose choices change within a study)."""
     space = SearchSpace(kind=Categorical(("a", "b")), lr=LogUniform(1e-6, 1e-2))
     kw = {"rounds": 3, "trials": 30, "sampler": sampler, "workers": workers}
+    kw["narrowing"] = NarrowingPolicy(survey=0.0)  # round 1's own trials, not a survey, drop 'b'
     study = make(tmp_path, objectives.kinds, space, **kw)
     result = study.run()
     assert result.rounds[1].space["kind"].choices == ("a",)

@@ -45,12 +45,15 @@ def test_a_warm_start_reaches_a_good_score_in_fewer_trials_than_a_cold_start(tmp
 
 
 def test_a_warm_start_samples_the_ranges_it_starts_on_and_does_not_survey(tmp_path):
-    """survey=1.0 draws round 1 of a cold start from the hard limits; a warm start begins on
-    a finished study's ranges, and its round 1 samples them (with the usual exploration share)."""
+    """The survey (survey=1.0, the default) draws round 1 of a cold start from the hard limits; a
+    warm start begins on a finished study's ranges, and its round 1 samples them (with the
+    usual exploration share)."""
     survey = NarrowingPolicy(survey=1.0)
-    cold = make(tmp_path, "source", rounds=1, trials=10, seed=1, narrowing=survey).run()
-    warm = make(tmp_path, "warm", rounds=1, trials=10, warm_start="source", narrowing=survey)
-    assert cold.trials["explore"].all() and warm.run().trials["explore"].sum() == 2  # 10 x 0.2
+    cold = make(tmp_path, "source", rounds=2, trials=10, seed=1, narrowing=survey).run().trials
+    warm = make(tmp_path, "warm", rounds=2, trials=10, warm_start="source", narrowing=survey)
+    first = warm.run().trials
+    assert cold[cold["round"] == 1]["explore"].all()
+    assert first[first["round"] == 1]["explore"].sum() == 2  # 10 x 0.2
 
 
 def test_added_removed_and_edited_parameters_are_handled(tmp_path):
