@@ -64,11 +64,15 @@ class ProgressDisplay:
 
 def print_result(result) -> None:
     print(f"\nstudy {result.name}: {result.status}")
+    frame = result.trials
+    first = frame[frame["round"] == 1] if len(frame) else frame
+    survey = len(first) > 0 and bool(first["explore"].fillna(False).astype(bool).all())
     for r in result.rounds:
         if r.confirm:
             print(f"confirmation: the best {len(r.candidates)} configurations evaluated again")
             continue
-        print(f"round {r.round}:")
+        what = " a survey: every trial drawn from the hard limits" if r.round == 1 else ""
+        print(f"round {r.round}:{what if survey else ''}")
         for name, param in r.space.items():
             change = r.changes.get(name)
             why = "starting range"
@@ -76,7 +80,6 @@ def print_result(result) -> None:
                 detail = change.detail
                 why = detail if detail.startswith(change.reason) else f"{change.reason}: {detail}"
             print(f"  {name:<14} {param.short():<32} {why}")
-    frame = result.trials
     done = frame["status"].isin(FINISHED).sum() if len(frame) else 0
     print(
         f"trials: {len(frame)} recorded, {done} finished"

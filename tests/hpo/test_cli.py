@@ -57,7 +57,9 @@ def test_run_overrides_report_and_name_clash(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "round 2:" in done.stdout and "best configuration: lr=" in done.stdout
+    assert "round 1: a survey: every trial drawn from the hard limits" in done.stdout
     trials = pd.read_csv(tmp_path / "runs" / "cli" / "trials.csv")
+    assert trials[trials["round"] == 1]["explore"].all()
     assert len(trials) == 10 and sorted(set(trials["round"])) == [1, 2]
     ranges = pd.read_csv(tmp_path / "runs" / "cli" / "ranges.csv")
     assert set(ranges[ranges["round"] == 2]["reason"]) <= {"shrunk", "shifted", "extended", "kept"}
@@ -66,6 +68,7 @@ def test_run_overrides_report_and_name_clash(tmp_path):
     # running it again picks a free name instead of mixing two runs
     again = hpo("run", "s.py", "--rounds", "1", "--trials", "2", "--no-tracking", cwd=tmp_path)
     assert again.returncode == 0 and "this run is cli-2" in again.stdout
+    assert "round 1:\n" in again.stdout  # one round: no survey
     report = hpo("report", "cli", cwd=tmp_path)
     assert report.returncode == 0 and "params_lr" in report.stdout
 
