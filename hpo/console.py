@@ -65,14 +65,14 @@ class ProgressDisplay:
 def print_result(result) -> None:
     print(f"\nstudy {result.name}: {result.status}")
     frame = result.trials
-    first = frame[frame["round"] == 1] if len(frame) else frame
-    survey = len(first) > 0 and bool(first["explore"].fillna(False).astype(bool).all())
+    first = frame[frame["round"] == 1]["explore"] if len(frame) else frame
+    survey = len(first) > 0 and bool(first.fillna(False).astype(bool).all())  # round 1's trials
     for r in result.rounds:
         if r.confirm:
             print(f"confirmation: the best {len(r.candidates)} configurations evaluated again")
             continue
-        what = " a survey: every trial drawn from the hard limits" if r.round == 1 else ""
-        print(f"round {r.round}:{what if survey else ''}")
+        note = " a survey: every trial drawn from the hard limits" if r.round == 1 else ""
+        print(f"round {r.round}:{note if survey else ''}")
         for name, param in r.space.items():
             change = r.changes.get(name)
             why = "starting range"

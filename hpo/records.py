@@ -186,9 +186,9 @@ class RoundRecord:
         without a signal, whose trials would model the noise of the ranges just left or of the
         limits (or refine around a noise winner there). A round whose narrowing kept its ranges
         without a signal still learns: a first hit on a narrow peak inside the ranges is rarely a
-        signal yet. A round
-        whose range reached past an edge toward a kept choice's region does not: a model of the
-        trials so far would keep that choice where it scored low, never in the region reached."""
+        signal yet. A round whose range reached past an edge toward a kept choice's region does
+        not: a model of the trials so far would keep that choice where it scored low, never in
+        the region reached."""
         if any(c.reaches for c in self.changes.values()):
             return False
         surveyed = any(c.surveyed for c in self.changes.values())

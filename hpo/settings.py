@@ -201,8 +201,8 @@ class Settings:
         """Round ``k``'s share of exploration trials: ``explore``, but in round 1 of a cold start
         of several rounds with the tpe or random sampler ``survey`` (of the hard limits) when
         that is more."""
-        p = self.narrowing
-        cold = k == 1 < self.rounds and not self.warm_start and self.sampler in ("random", "tpe")
+        p, drawn_first = self.narrowing, self.sampler in ("random", "tpe")
+        cold = k == 1 and self.rounds > 1 and not self.warm_start and drawn_first
         return max(p.survey, p.explore) if cold else p.explore
 
     def round_job(
