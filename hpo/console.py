@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from hpo.records import FINISHED, TrialStatus
+from hpo.records import FINISHED, TrialStatus, explored_only
 
 __all__ = ["ProgressDisplay", "print_result"]
 
@@ -65,8 +65,7 @@ class ProgressDisplay:
 def print_result(result) -> None:
     print(f"\nstudy {result.name}: {result.status}")
     frame = result.trials
-    first = frame[frame["round"] == 1]["explore"] if len(frame) else frame
-    survey = len(first) > 0 and bool(first.fillna(False).astype(bool).all())  # round 1's trials
+    survey = bool(len(frame)) and explored_only(frame[frame["round"] == 1])
     for r in result.rounds:
         if r.confirm:
             print(f"confirmation: the best {len(r.candidates)} configurations evaluated again")

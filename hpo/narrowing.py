@@ -62,7 +62,7 @@ from hpo.evidence import (
     tested_param,
 )
 from hpo.ranges import as_float, describe, reason_of, rebuild, relative_change, scale
-from hpo.records import PARAM_PREFIX, Change, ranked
+from hpo.records import PARAM_PREFIX, Change, explored_only, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
 
 if TYPE_CHECKING:
@@ -146,8 +146,7 @@ def narrow(
     k = _top_count(score, policy)
     incumbent = dict(incumbent or {})
     changes, evidence, tested = {}, {}, {}
-    survey = policy.survey > 0 and not any(history) and "explore" in scored.columns  # round 1
-    survey = survey and n > 0 and bool(scored["explore"].eq(True).all())  # of the limits alone
+    survey = policy.survey > 0 and not any(history) and explored_only(scored)  # round 1
     climbs = [] if survey or n < policy.min_trials else rival_climbs(space, scored, score, policy)
     for name, param in space.items():
         column = PARAM_PREFIX + name

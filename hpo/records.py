@@ -281,6 +281,12 @@ def params_of(row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def explored_only(frame: pd.DataFrame) -> bool:
+    """Whether ``frame`` holds trials and every one is an exploration trial (drawn from the hard
+    limits: round 1 of a study that surveyed them); False without an ``explore`` column."""
+    return len(frame) > 0 and "explore" in frame.columns and bool(frame["explore"].eq(True).all())
+
+
 def ranked(
     frame: pd.DataFrame, direction: str = "maximize", cautious: bool = False
 ) -> pd.DataFrame:

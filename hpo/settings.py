@@ -17,7 +17,7 @@ from types import CellType
 from typing import Any
 
 from hpo.budget import parse_duration
-from hpo.choices import BACKENDS, PRUNERS, SAMPLERS
+from hpo.choices import BACKENDS, DRAWN_FIRST, PRUNERS, SAMPLERS
 from hpo.errors import InputError, env_number
 from hpo.explore import exploration_space, rival_centres
 from hpo.guided import history
@@ -201,8 +201,8 @@ class Settings:
         """Round ``k``'s share of exploration trials: ``explore``, but in round 1 of a cold start
         of several rounds with the tpe or random sampler ``survey`` (of the hard limits) when
         that is more."""
-        p, drawn_first = self.narrowing, self.sampler in ("random", "tpe")
-        cold = k == 1 and self.rounds > 1 and not self.warm_start and drawn_first
+        p = self.narrowing
+        cold = k == 1 and self.rounds > 1 and not self.warm_start and self.sampler in DRAWN_FIRST
         return max(p.survey, p.explore) if cold else p.explore
 
     def round_job(
@@ -221,10 +221,7 @@ class Settings:
         toward a kept choice's region: hpo.records.RoundRecord.learns): a TPE round
         samples at random and no trial is drawn near the best so far (it may be a noise
         winner)."""
-        # random and TPE round trials are drawn first and then declared with every starting
-        # choice, so exploration may draw a choice narrowing dropped; other samplers sample
-        # through the round study itself and keep to the round's choices
-        wide = exploration_space(self.space, space, choices=self.sampler in ("random", "tpe"))
+        wide = exploration_space(self.space, space, choices=self.sampler in DRAWN_FIRST)
         sampler = self.sampler if learns or self.sampler != "tpe" else "random"
         local = self.narrowing.local if learns and self.sampler != "grid" else 0.0
         return RoundJob(

@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from hpo.choices import DRAWN_FIRST
 from hpo.explore import declared_space, local_centre, local_params, swap_slot, trial_kind
 from hpo.guided import choice_quantiles, guided_params, round_observations
 from hpo.liveness import deferred_interrupt, worker_id
@@ -132,7 +133,7 @@ def _take_params(job: RoundJob, rs: RoundStudy, trial_id: int, number: int, seed
         rs.study.sampler = FixedSampler(_tpe_draw(job, rs, trial_id, space, seed, kind))
     if job.sampler == "grid":
         assign_grid_point(rs.study, rs.storage, rs.id, trial_id, number)
-    if wide is not None and job.sampler in ("random", "tpe"):
+    if wide is not None and job.sampler in DRAWN_FIRST:
         space = _declared(rs, space, wide)
     trial = optuna.Trial(rs.study, trial_id)
     trial.set_user_attr(ATTR["seed"], seed)
