@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,7 @@ def follow(study: Settings, *, poll: float = POLL, log: Callable[[str], Any] | N
 
 def _take_trials(study: Settings, storage, poll: float, log: Callable[[str], Any]) -> int:
     ran, joined = 0, set()
+    session = uuid.uuid4().hex  # this run's: its worker storage is kept across rounds (runner)
     while True:
         attrs = parent_attrs(storage, study.name)
         status = attrs.get(ATTR["status"], "running")
@@ -95,6 +97,7 @@ def _take_trials(study: Settings, storage, poll: float, log: Callable[[str], Any
                     learning_since(rounds, k),
                 )
             )
+            job = dataclasses.replace(job, session=session)
             ran += worker(job, len(r.candidates) or study.trials)
             continue
         time.sleep(poll)

@@ -12,8 +12,9 @@ import os
 import statistics
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,7 @@ class Driver:
         self.durations: dict[int, list[float]] = {}  # round -> seconds of its ended trials
         self.budget = Budget(settings.name, settings.stop, settings.direction, storage)
         self.confirming: int | None = None  # the confirmation round's number, once it runs
+        self.session = uuid.uuid4().hex  # workers keep their storage for this run alone (runner)
 
     def rounds(self) -> list[RoundRecord]:
         return read_rounds(parent_attrs(self.storage, self.s.name))
@@ -184,7 +186,7 @@ class Driver:
             job = s.round_job(k, record.space, near, trials, record.learns, since)
             n = s.trials
             refill = lambda: replace_failed(rs, n, s.max_failures)  # noqa: E731
-        job = self.budget.limit(job)
+        job = replace(self.budget.limit(job), session=self.session)
         restarts = 0
         # stop_round: time budget or target reached (checked before any trial is enqueued)
         stop = self.budget.stop_round

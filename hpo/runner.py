@@ -26,17 +26,23 @@ from hpo.trials import RoundJob, run_trial, trial_seed
 
 __all__ = ["run_workers", "warm_up", "worker"]
 
-_STORAGES: dict[str, optuna.storages.BaseStorage] = {}
+_STORAGES: dict[str, tuple[str, optuna.storages.BaseStorage]] = {}  # spec: (session, storage)
 _FOLLOWED: set[int] = set()  # the driver this worker process ends with (one at most)
 GRACE = 3.0  # seconds for the trial in flight to record itself interrupted once the driver died
 
 
-def _worker_storage(spec: str) -> optuna.storages.BaseStorage:
-    """One storage object per worker process, kept across rounds: a journal is then read
-    incrementally instead of replayed from its start each round (0.1 s a round at 6-5 sizes)."""
-    if spec not in _STORAGES:
-        _STORAGES[spec] = open_storage(spec)
-    return _STORAGES[spec]
+def _worker_storage(spec: str, session: str = "") -> optuna.storages.BaseStorage:
+    """One storage object per worker process, kept across the rounds of one ``session`` (a
+    driver's run): a journal is then read incrementally instead of replayed from its start each
+    round (0.1 s a round at 6-5 sizes). A new session opens it again: its file may have been
+    deleted and made anew since (a study run afresh at the same path, in the same process or in
+    a worker process joblib reuses), and an object kept from before would read the old file and
+    never see the new round's trials. No session: opened afresh."""
+    cached = _STORAGES.get(spec)
+    if not session or cached is None or cached[0] != session:
+        cached = (session, open_storage(spec))
+        _STORAGES[spec] = cached
+    return cached[1]
 
 
 def worker(job: RoundJob, n_trials: int, driver: int | None = None) -> int:
@@ -46,7 +52,7 @@ def worker(job: RoundJob, n_trials: int, driver: int | None = None) -> int:
 
     _end_with(driver)
     threadpool_limits(1)  # W workers use W cores: no BLAS oversubscription
-    storage = _worker_storage(job.storage)
+    storage = _worker_storage(job.storage, job.session)
     # a stream of draws per process; QMC's sequence is shared by every worker (make_sampler)
     own = trial_seed(job.seed, job.round, 10**9 + os.getpid())
     shared = trial_seed(job.seed, job.round, 10**9)

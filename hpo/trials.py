@@ -66,6 +66,7 @@ class RoundJob:
     repeats: int = 1  # evaluations of each configuration, with seeds repeat_seed(seed, r)
     confirm: bool = False  # the confirmation round: fixed params, fresh seeds and folds
     history: tuple = ()  # tpe: earlier rounds' (params, score) inside the space (hpo.guided)
+    session: str = ""  # the driver run (or `hpo worker` run) this job belongs to (hpo.runner)
 
     @property
     def space(self) -> SearchSpace:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -15,6 +18,7 @@ from hpo.records import ATTR
 from hpo.storage import open_storage, parent_attrs
 from tests.hpo.test_faults import assert_counts, lines, mlflow_trials, stored, study_file
 
+ROOT = Path(__file__).resolve().parents[2]
 HALF = b'{"op_code":5,"worker_id":"x","trial_id":0,"user_attr":{"hpo.rea'  # no newline
 
 
@@ -79,3 +83,35 @@ def test_resume_after_a_crash_mid_write_finishes_the_exact_budget(tmp_path, uri,
     assert_counts(frame, mlflow_trials(uri), rounds=2, trials=6)
     ended = [tuple(line.split()[1:3]) for line in lines(log, "end")]
     assert len(ended) == len(set(ended)) == 12  # no trial ran twice
+
+
+AGAIN = """
+import pathlib, sys
+from hpo import LogUniform, SearchSpace, Study, Uniform
+from tests.hpo.objectives import bowl
+out, workers = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+space = SearchSpace(lr=LogUniform(1e-5, 1e-1), y=Uniform(0.0, 1.0))
+journal = out / "again.journal"
+for seed in (1, 2):
+    journal.unlink(missing_ok=True)  # afresh: a new file at the same path
+    r = Study("again", space, bowl, rounds=2, trials=6, seed=seed, workers=workers, out=out,
+              tracking=False, storage=str(journal)).run()
+    print((r.trials["status"] == "finished").sum(), r.status)
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_study_run_afresh_at_the_same_journal_path_in_one_process_runs_its_budget(
+    tmp_path, workers
+):
+    # a worker's storage kept from the first run read the deleted file and never saw the new
+    # round's trials: the second run spun forever (the timeout only stops such a hang)
+    code = subprocess.run(
+        [sys.executable, "-c", AGAIN, str(tmp_path), str(workers)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert code.returncode == 0, code.stderr[-2000:]
+    assert code.stdout.split("\n")[:2] == ["12 finished", "12 finished"]
