@@ -147,6 +147,13 @@ def noise_floor(score: np.ndarray) -> tuple[float, float]:
     return median, 1.4826 * float(np.median(np.abs(score - median)))
 
 
+def clear_of_noise(score: np.ndarray) -> np.ndarray:
+    """Which scores stand clearly above the noise floor (median + 3 robust sd): when some do, they
+    alone count as the best trials, not the noise winners that rank next to them."""
+    median, noise = noise_floor(score)
+    return score > median + 3 * noise
+
+
 STANDOUT = 4.0  # robust sds above the round's median (pure Gaussian noise, 30 trials: 2% of rounds)
 
 

@@ -6,9 +6,10 @@ nothing. Local trials are drawn close to the best trial so far (inside the round
 good region is refined, not only sampled; while a categorical keeps two or more choices, some are
 drawn close to another choice's best trial instead, when it ranks among the best trials so far
 (adam's first hit at its own lr, far from sgd's, is refined too: a model fitted to every trial
-keeps sampling the leading choice). One local trial in 3 swaps one choice instead and keeps
-every other value: the choices compared at the best configuration (a TPE that found lr's region
-with tanh keeps drawing tanh, and relu, better at every lr, is never tried there). Which trials
+keeps sampling the leading choice) and stands out of the noise when the lead does. One local
+trial in 3 swaps one choice instead and keeps every other value: the choices compared at the
+best configuration (a TPE that found lr's region with tanh keeps drawing tanh, and relu, better
+at every lr, is never tried there). Which trials
 are which is a function of the trial number (reproducible, resume-safe): of a round's first N
 trials, floor(N x share) exploration trials and N x share rounded local ones, spread evenly (a
 local slot that falls on an exploration trial moves to the next trial).
@@ -21,6 +22,7 @@ from typing import Any
 
 from hpo.categorical import choice_bests, same_choice
 from hpo.conditions import active
+from hpo.evidence import clear_of_noise
 from hpo.records import PARAM_PREFIX, params_of, ranked
 from hpo.space import Categorical, SearchSpace
 
@@ -205,14 +207,19 @@ def rival_centres(
     """For each categorical of ``space`` with two or more choices, the best scored trial of each
     choice other than ``best``'s (the best so far) when it ranks among the top ``RIVAL_TOP`` of
     the study's scored trials (of the rounds before ``before``: a resumed round, or a worker
-    that joins late, centres where the round's first trials did): further centres for local
-    trials."""
+    that joins late, centres where the round's first trials did) and, when some trials stand
+    clearly out of the noise (hpo.evidence.clear_of_noise), is one of them: further centres for
+    local trials. A noise winner of another choice would take local trials from the lead."""
     if trials is None or len(trials) == 0 or not best:
         return ()
     if before is not None:
         trials = trials[trials["round"] < before]
     scored = ranked(trials, direction)
+    score = scored["value"].to_numpy(dtype=float) * (1.0 if direction == "maximize" else -1.0)
     top = scored.head(math.ceil(RIVAL_TOP * len(scored)))
+    clear = clear_of_noise(score)
+    if clear.any():  # a lead stands out of the noise: a noise winner of another choice is none
+        top = top[clear[: len(top)]]
     rows = top.to_dict("records")
     centres = []
     for name, param in space.items():

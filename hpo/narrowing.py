@@ -55,8 +55,8 @@ from hpo.categorical import (
 )
 from hpo.evidence import (
     Tested,
+    clear_of_noise,
     holm_levels,
-    noise_floor,
     ranges_no_better,
     stands_out,
     tested_param,
@@ -216,8 +216,7 @@ def _top_count(score: np.ndarray, policy: NarrowingPolicy) -> int:
     most = min(n, max(policy.min_top, math.ceil(round(policy.top_fraction * n, 9))))
     if n == 0:
         return 0
-    median, noise = noise_floor(score)
-    above = int(np.sum(score > median + 3 * noise))
+    above = int(np.sum(clear_of_noise(score)))
     return most if above == 0 else min(most, max(above, min(policy.min_top, n)))
 
 

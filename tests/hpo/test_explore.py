@@ -134,6 +134,23 @@ def test_local_trials_also_centre_on_another_choices_best_when_it_ranks_high():
     assert rival_centres(trials, space, None, "maximize") == ()
 
 
+def test_a_noise_winner_of_another_choice_is_no_centre_when_a_lead_stands_out():
+    """30 trials: a lead at 0.5 (sgd) and 29 of noise (-0.1 .. 0.1, every choice in turn). The
+    top 20% holds adam's and momentum's noise winners; the lead alone stands clear of the noise
+    (median + 3 robust sd), so local trials stay with it. A hit of adam's own, as clear of the
+    noise, is a centre again."""
+    space = SearchSpace(opt=Categorical(("sgd", "adam", "momentum")), lr=LogUniform(1e-5, 1.0))
+    opts = [("sgd", "adam", "momentum")[i % 3] for i in range(29)] + ["sgd"]
+    lrs = [float(x) for x in np.logspace(-5, 0, 29)] + [1e-2]
+    values = [float(x) for x in np.linspace(-0.1, 0.1, 29)] + [0.5]
+    best = {"opt": "sgd", "lr": 1e-2}
+    for direction, sign in (("maximize", 1.0), ("minimize", -1.0)):
+        trials = _frame(opts, lrs, [sign * v for v in values])
+        assert rival_centres(trials, space, best, direction) == ()
+        trials.loc[1, "value"] = sign * 0.4  # adam's, at its own lr
+        assert rival_centres(trials, space, best, direction) == ({"opt": "adam", "lr": lrs[1]},)
+
+
 def two_optimizers(p, ctx):  # sgd peaks 1.0 at lr 1e-2, adam 0.97 at 1e-4
     best, peak = {"sgd": (-2.0, 1.0), "adam": (-4.0, 0.97)}[p["opt"]]
     return peak * math.exp(-0.5 * ((math.log10(p["lr"]) - best) / 0.8) ** 2)
