@@ -148,8 +148,9 @@ def noise_floor(score: np.ndarray) -> tuple[float, float]:
 
 
 def clear_of_noise(score: np.ndarray) -> np.ndarray:
-    """Which scores stand clearly above the noise floor (median + 3 robust sd): when some do, they
-    alone count as the best trials, not the noise winners that rank next to them."""
+    """Which scores stand clearly above the noise floor (median + 3 robust sd). When some do, the
+    best trials are taken among them (hpo.narrowing) and another choice's best trial is a local
+    centre only if it is one of them (hpo.explore), not a noise winner that ranks next to them."""
     median, noise = noise_floor(score)
     return score > median + 3 * noise
 

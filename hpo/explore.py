@@ -6,13 +6,13 @@ nothing. Local trials are drawn close to the best trial so far (inside the round
 good region is refined, not only sampled; while a categorical keeps two or more choices, some are
 drawn close to another choice's best trial instead, when it ranks among the best trials so far
 (adam's first hit at its own lr, far from sgd's, is refined too: a model fitted to every trial
-keeps sampling the leading choice) and stands out of the noise when the lead does. One local
-trial in 3 swaps one choice instead and keeps every other value: the choices compared at the
-best configuration (a TPE that found lr's region with tanh keeps drawing tanh, and relu, better
-at every lr, is never tried there). Which trials
-are which is a function of the trial number (reproducible, resume-safe): of a round's first N
-trials, floor(N x share) exploration trials and N x share rounded local ones, spread evenly (a
-local slot that falls on an exploration trial moves to the next trial).
+keeps sampling the leading choice) and stands out of the noise when the lead does. One local trial
+in 3 swaps one choice instead and keeps every other value: the choices compared at the best
+configuration (a TPE that found lr's region with tanh keeps drawing tanh, and relu, better at every
+lr, is never tried there). Which trials are which is a function of the trial number (reproducible,
+resume-safe): of a round's first N trials, floor(N x share) exploration trials and N x share
+rounded local ones, spread evenly (a local slot that falls on an exploration trial moves to the
+next trial).
 """
 
 from __future__ import annotations
