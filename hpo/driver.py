@@ -172,7 +172,9 @@ class Driver:
         study.set_user_attr(ATTR["round"], k)
         study.set_user_attr(ATTR["parent"], s.name)
         rs = RoundStudy.of(study)
-        fail_orphans(self.storage, rs.id)  # left RUNNING by a crash: failed, replaced
+        # left RUNNING by a crash: failed, replaced; a trial claimed but never signed too (no
+        # worker of this run exists yet, and a dead run's worker can no longer sign it)
+        fail_orphans(self.storage, rs.id, unowned=True)
         best = (parent_attrs(self.storage, s.name) or {}).get(ATTR["best"])
         near = best["params"] if best else source_best(self.storage, s.name)  # warm start
         if record.confirm:

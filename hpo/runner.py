@@ -28,6 +28,7 @@ __all__ = ["run_workers", "warm_up", "worker"]
 
 _STORAGES: dict[str, tuple[str, optuna.storages.BaseStorage]] = {}  # spec: (session, storage)
 _FOLLOWED: set[int] = set()  # the driver this worker process ends with (one at most)
+_ORPHANED = threading.Event()  # that driver has ended: claim no more trials
 GRACE = 3.0  # seconds for the trial in flight to record itself interrupted once the driver died
 
 
@@ -64,7 +65,11 @@ def worker(job: RoundJob, n_trials: int, driver: int | None = None) -> int:
     )
     rs = RoundStudy.of(study)
     ran = 0
-    while not stop_claiming(job, rs.storage, rs.id) and (trial_id := pop_waiting(rs)) is not None:
+    while (
+        not _ORPHANED.is_set()
+        and not stop_claiming(job, rs.storage, rs.id)
+        and (trial_id := pop_waiting(rs)) is not None
+    ):
         try:  # RDB storages: a heartbeat thread, as study.optimize runs, so a dead worker shows
             with _optuna.get_heartbeat_thread(trial_id, rs.storage):
                 status = run_trial(job, rs, trial_id)
@@ -100,6 +105,7 @@ def _watch(driver: int) -> None:
     else:
         while os.getppid() == driver:
             time.sleep(0.5)
+    _ORPHANED.set()  # a trial claimed now could no longer be signed before the exit below
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(GRACE)
     os._exit(1)

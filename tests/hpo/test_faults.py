@@ -425,6 +425,33 @@ def test_trials_left_running_by_a_crash_are_cleaned_up_on_resume(tmp_path, uri, 
     assert crashed["reason"].str.contains("died during the trial").all()
 
 
+def test_a_trial_claimed_but_never_signed_is_failed_before_resume_starts_a_trial(
+    tmp_path, uri, hpo_cmd
+):
+    """A worker that claims a trial and dies before signing it (its driver killed in between)
+    leaves it RUNNING with no owner. Resume fails it before its own workers start any trial:
+    nothing of the dead run can sign it any more (before, it was failed a minute after its
+    claim, and resume waited that long for it)."""
+    log, gate = tmp_path / "calls.log", tmp_path / "gate"
+    study_file(tmp_path, f"objectives.Gated({str(log)!r}, {str(gate)!r}, free=2)", trials=6)
+    cmd = hpo_cmd(tmp_path, "run", "study.py", "--tracking-uri", uri)
+    cmd.wait_until(lambda: len(lines(log, "start")) >= 4, "two trials in flight")
+    os.killpg(cmd.proc.pid, signal.SIGKILL)
+    cmd.finish()
+    storage, _ = stored(tmp_path)
+    claimed_at = datetime.now()
+    claimed = running_trial(storage, storage.get_study_id_from_name("s/round-1"), "", claimed_at)
+    gate.touch()
+    rc, out, err = hpo_cmd(tmp_path, "resume", "s", "--tracking-uri", uri).finish(timeout=300)
+    assert rc == 0, out + err
+    storage, frame = stored(tmp_path)
+    assert_counts(frame, mlflow_trials(uri), rounds=1, trials=6)
+    never = storage.get_trial(claimed)
+    assert never.state == TrialState.FAIL
+    resumed = frame[frame["started"] > claimed_at]
+    assert len(resumed) and (resumed["started"] > never.datetime_complete).all()
+
+
 def running_trial(storage, study_id: int, worker: str, started: datetime) -> int:
     """A RUNNING trial signed by ``worker`` (host:pid) since ``started``; its id."""
     template = optuna.trial.FrozenTrial(
