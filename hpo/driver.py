@@ -173,7 +173,8 @@ class Driver:
         study.set_user_attr(ATTR["parent"], s.name)
         rs = RoundStudy.of(study)
         # left RUNNING by a crash: failed, replaced; a trial claimed but never signed too (no
-        # worker of this run exists yet, and a dead run's worker can no longer sign it)
+        # worker of this run exists yet, and a dead run's worker can no longer sign it; an
+        # `hpo worker` caught between its claim and its signature loses that trial to a new one)
         fail_orphans(self.storage, rs.id, unowned=True)
         best = (parent_attrs(self.storage, s.name) or {}).get(ATTR["best"])
         near = best["params"] if best else source_best(self.storage, s.name)  # warm start
