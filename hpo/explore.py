@@ -23,7 +23,7 @@ from typing import Any
 from hpo.categorical import choice_bests, same_choice
 from hpo.conditions import active
 from hpo.evidence import clear_of_noise
-from hpo.records import PARAM_PREFIX, params_of, ranked
+from hpo.records import PARAM_PREFIX, oriented, params_of, ranked
 from hpo.space import Categorical, SearchSpace
 
 __all__ = [
@@ -215,9 +215,8 @@ def rival_centres(
     if before is not None:
         trials = trials[trials["round"] < before]
     scored = ranked(trials, direction)
-    score = scored["value"].to_numpy(dtype=float) * (1.0 if direction == "maximize" else -1.0)
     top = scored.head(math.ceil(RIVAL_TOP * len(scored)))
-    clear = clear_of_noise(score)
+    clear = clear_of_noise(oriented(scored, direction))
     if clear.any():  # a lead stands out of the noise: a noise winner of another choice is none
         top = top[clear[: len(top)]]
     rows = top.to_dict("records")

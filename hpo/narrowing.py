@@ -62,7 +62,7 @@ from hpo.evidence import (
     tested_param,
 )
 from hpo.ranges import as_float, describe, reason_of, rebuild, relative_change, scale
-from hpo.records import PARAM_PREFIX, Change, explored_only, ranked
+from hpo.records import PARAM_PREFIX, Change, explored_only, oriented, ranked
 from hpo.space import Categorical, Param, SearchSpace, _fmt
 
 if TYPE_CHECKING:
@@ -141,8 +141,7 @@ def narrow(
         raise ValueError(f"trials: missing column(s) {missing}; expected value, state, params_*")
     scored = ranked(trials, direction)
     n = len(scored)
-    values = scored["value"].to_numpy(dtype=float)
-    score = values if direction == "maximize" else -values
+    score = oriented(scored, direction)
     k = _top_count(score, policy)
     incumbent = dict(incumbent or {})
     changes, evidence, tested = {}, {}, {}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from hpo.space import Param, SearchSpace, param_from_dict
 
 if TYPE_CHECKING:  # pandas costs a worker process 0.3 s at start-up: imported where used
+    import numpy as np
     import pandas as pd
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
     "TRIAL_COLUMNS",
     "TrialStatus",
     "best_of",
+    "explored_only",
     "metric_of",
+    "oriented",
     "spread",
     "param_columns",
     "params_of",
@@ -308,6 +311,12 @@ def ranked(
         sd = pd.to_numeric(frame["value_sd"], errors="coerce").to_numpy(dtype=float)[rows]
         key = key + np.where(np.isfinite(sd), sd, 0.0)
     return frame.iloc[rows[np.argsort(key, kind="stable")]]
+
+
+def oriented(scored: pd.DataFrame, direction: str) -> np.ndarray:
+    """The values of ``scored`` (as :func:`ranked` gives them) with higher always better."""
+    values = scored["value"].to_numpy(dtype=float)
+    return values if direction == "maximize" else -values
 
 
 def best_of(
