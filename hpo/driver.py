@@ -44,6 +44,8 @@ from hpo.storage import best_score, parent_attrs, read_rounds, round_name, trial
 from hpo.trials import repeat_seed, trial_seed
 from hpo.warmstart import imported, source_best, start_space
 
+STALLS = 3  # passes of the workers in a row that change no trial of the round: a fault
+
 __all__ = ["Driver", "Progress"]
 
 
@@ -190,12 +192,20 @@ class Driver:
             n = s.trials
             refill = lambda: replace_failed(rs, n, s.max_failures)  # noqa: E731
         job = replace(self.budget.limit(job), session=self.session)
-        restarts = 0
+        restarts = stalls = 0
         # stop_round: time budget or target reached (checked before any trial is enqueued)
         stop = self.budget.stop_round
         while not stop(self.storage, rs.id) and refill():
-            if counts(self.storage, rs.id)["done"] >= n:
+            before = counts(self.storage, rs.id)
+            if before["done"] >= n:
                 break
+            # passes of the workers that change no trial: a fault, not a reason to spin
+            if stalls >= STALLS:
+                waiting = before.get("waiting", 0)
+                raise StudyError(
+                    f"round {k}: the workers took none of its {waiting} waiting trial(s) in "
+                    f"{STALLS} passes in a row; stopped rather than spin (finished trials kept)"
+                )
             with _Monitor(self, k, rs.id):
                 try:
                     run_workers(job, n, s.workers, s.backend)
@@ -210,6 +220,7 @@ class Driver:
                     fail_orphans(self.storage, rs.id, unowned=True)
                 wait_for_round(self.storage, rs.id)  # trials of `hpo worker`s elsewhere
             fail_orphans(self.storage, rs.id)
+            stalls = stalls + 1 if counts(self.storage, rs.id) == before else 0
         self.emit(k, "round_end")
 
     def should_stop(self, k: int, changes, trials: pd.DataFrame) -> str | None:

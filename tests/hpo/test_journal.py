@@ -115,3 +115,42 @@ def test_a_study_run_afresh_at_the_same_journal_path_in_one_process_runs_its_bud
     )
     assert code.returncode == 0, code.stderr[-2000:]
     assert code.stdout.split("\n")[:2] == ["12 finished", "12 finished"]
+
+
+STALL = """
+import pathlib, sys
+import hpo.driver
+from hpo import LogUniform, SearchSpace, Study, StudyError, Uniform
+from hpo.storage import open_storage, trials_frame
+from tests.hpo.objectives import bowl
+out, real = pathlib.Path(sys.argv[1]), hpo.driver.run_workers
+def round_2_takes_nothing(job, n, workers, backend="loky"):
+    if job.round == 1:
+        real(job, n, workers, backend)
+hpo.driver.run_workers = round_2_takes_nothing
+space = SearchSpace(lr=LogUniform(1e-5, 1e-1), y=Uniform(0.0, 1.0))
+journal = str(out / "stall.journal")
+try:
+    Study("stall", space, bowl, rounds=2, trials=6, seed=1, workers=1, out=out,
+          tracking=False, storage=journal).run()
+except StudyError as exc:
+    print(exc)
+t = trials_frame(open_storage(journal), "stall")
+print((t["status"] == "finished").sum(), (t["status"] == "waiting").sum())
+"""
+
+
+def test_workers_that_take_no_trial_stop_the_study_with_a_reason_not_a_spin(tmp_path):
+    # the driver re-ran its workers at once for as long as trials waited; workers that take
+    # none (as the stale-journal bug above made them) spun forever (the timeout stops a hang)
+    code = subprocess.run(
+        [sys.executable, "-c", STALL, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert code.returncode == 0, code.stderr[-2000:]
+    message, kept = code.stdout.strip().split("\n")[-2:]
+    assert message.startswith("round 2: the workers took none of its 6 waiting trial(s)")
+    assert kept == "6 6"  # round 1's trials kept; round 2's still waiting, none lost
