@@ -21,7 +21,7 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from hpo.budget import Budget
+from hpo.budget import Budget, stop_claiming
 from hpo.confirm import candidates, confirm_name, fragility
 from hpo.distributed import wait_for_round
 from hpo.liveness import fail_orphans
@@ -220,7 +220,9 @@ class Driver:
                     fail_orphans(self.storage, rs.id, unowned=True)
                 wait_for_round(self.storage, rs.id)  # trials of `hpo worker`s elsewhere
             fail_orphans(self.storage, rs.id)
-            stalls = stalls + 1 if counts(self.storage, rs.id) == before else 0
+            # a pass the workers' own rule ended (deadline, target) is no stall: stop_round decides
+            idle = counts(self.storage, rs.id) == before
+            stalls = stalls + 1 if idle and not stop_claiming(job, self.storage, rs.id) else 0
         self.emit(k, "round_end")
 
     def should_stop(self, k: int, changes, trials: pd.DataFrame) -> str | None:

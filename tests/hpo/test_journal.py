@@ -154,3 +154,35 @@ def test_workers_that_take_no_trial_stop_the_study_with_a_reason_not_a_spin(tmp_
     message, kept = code.stdout.strip().split("\n")[-2:]
     assert message.startswith("round 2: the workers took none of its 6 waiting trial(s)")
     assert kept == "6 6"  # round 1's trials kept; round 2's still waiting, none lost
+
+
+STEPPED = """
+import dataclasses, pathlib, sys, time
+import hpo.budget
+from hpo import LogUniform, SearchSpace, StopPolicy, Study, Uniform
+from tests.hpo.objectives import bowl
+out, real = pathlib.Path(sys.argv[1]), hpo.budget.Budget.limit
+def clock_stepped_in_round_2(self, job):  # the workers' wall clock an hour ahead of the driver's
+    job = real(self, job)
+    return job if job.round == 1 else dataclasses.replace(job, deadline=time.time() - 3600)
+hpo.budget.Budget.limit = clock_stepped_in_round_2
+space = SearchSpace(lr=LogUniform(1e-5, 1e-1), y=Uniform(0.0, 1.0))
+stop = StopPolicy(when_unchanged=False, time_budget=2)
+r = Study("stepped", space, bowl, rounds=2, trials=6, seed=1, workers=1, out=out,
+          tracking=False, storage=str(out / "stepped.journal"), stop=stop).run()
+print(r.status)
+"""
+
+
+def test_workers_past_their_deadline_are_no_stall_the_time_budget_ends_the_study(tmp_path):
+    # workers stop claiming at their deadline (wall clock); the driver stops at its own clock:
+    # passes in between take no trial by the workers' own rule, which is not a fault
+    code = subprocess.run(
+        [sys.executable, "-c", STEPPED, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert code.returncode == 0, code.stderr[-2000:]
+    assert code.stdout.strip().split("\n")[-1].startswith("stopped: time budget")
