@@ -85,6 +85,20 @@ def test_resume_after_a_crash_mid_write_finishes_the_exact_budget(tmp_path, uri,
     assert len(ended) == len(set(ended)) == 12  # no trial ran twice
 
 
+def _python(script: str, *args) -> subprocess.CompletedProcess:
+    """``script`` run by a fresh Python with ``args``; it must exit 0 (the timeout only stops a
+    hang)."""
+    code = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert code.returncode == 0, code.stderr[-2000:]
+    return code
+
+
 AGAIN = """
 import pathlib, sys
 from hpo import LogUniform, SearchSpace, Study, Uniform
@@ -106,14 +120,7 @@ def test_a_study_run_afresh_at_the_same_journal_path_in_one_process_runs_its_bud
 ):
     # a worker's storage kept from the first run read the deleted file and never saw the new
     # round's trials: the second run spun forever (the timeout only stops such a hang)
-    code = subprocess.run(
-        [sys.executable, "-c", AGAIN, str(tmp_path), str(workers)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert code.returncode == 0, code.stderr[-2000:]
+    code = _python(AGAIN, tmp_path, workers)
     assert code.stdout.split("\n")[:2] == ["12 finished", "12 finished"]
 
 
@@ -143,14 +150,7 @@ print((t["status"] == "finished").sum(), (t["status"] == "waiting").sum())
 def test_workers_that_take_no_trial_stop_the_study_with_a_reason_not_a_spin(tmp_path):
     # the driver re-ran its workers at once for as long as trials waited; workers that take
     # none (as the stale-journal bug above made them) spun forever (the timeout stops a hang)
-    code = subprocess.run(
-        [sys.executable, "-c", STALL, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert code.returncode == 0, code.stderr[-2000:]
+    code = _python(STALL, tmp_path)
     message, kept = code.stdout.strip().split("\n")[-2:]
     assert message.startswith("round 2: the workers took none of its 6 waiting trial(s)")
     assert kept == "6 6"  # round 1's trials kept; round 2's still waiting, none lost
@@ -177,12 +177,5 @@ print(r.status)
 def test_workers_past_their_deadline_are_no_stall_the_time_budget_ends_the_study(tmp_path):
     # workers stop claiming at their deadline (wall clock); the driver stops at its own clock:
     # passes in between take no trial by the workers' own rule, which is not a fault
-    code = subprocess.run(
-        [sys.executable, "-c", STEPPED, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-    )
-    assert code.returncode == 0, code.stderr[-2000:]
+    code = _python(STEPPED, tmp_path)
     assert code.stdout.strip().split("\n")[-1].startswith("stopped: time budget")
