@@ -54,6 +54,14 @@ __all__ = ["Mirror"]
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
+def keep_import_filters() -> None:
+    """Set, before the prepare thread imports MLflow and ``requests``, the filter requests sets
+    on import (urllib3's SOCKS DependencyWarning ignored). A ``catch_warnings`` that another
+    thread (pandas, matplotlib) leaves meanwhile restores the filters it saw on entry, which can
+    drop requests' own: the warning then reached stderr before a command's one-line error."""
+    warnings.filterwarnings("ignore", module=r"urllib3\.contrib\.socks")
+
+
 class Mirror:
     """Mirrors one hpo study of an Optuna storage into one MLflow experiment.
 
@@ -127,6 +135,7 @@ class Mirror:
                 raise
             except Exception as exc:
                 raise TrackingError(self._message(exc)) from exc
+            keep_import_filters()
             self._preparing = threading.Thread(
                 target=self._prepare_behind, name="hpo-mlflow-prepare", daemon=True
             )

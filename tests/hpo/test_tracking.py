@@ -391,6 +391,40 @@ def test_importing_hpo_tracking_does_not_import_mlflow():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+RACE = """
+import sys, threading, warnings
+import hpo.tracking.mirror as mirror
+if sys.argv[2] == "unguarded":
+    mirror.keep_import_filters = lambda: None
+start = threading.Thread.start
+
+def start_inside_anothers_block(self):  # pandas in the main thread, as in `hpo run`
+    with warnings.catch_warnings():  # restores, on exit, the filters it saw on entry
+        start(self)
+        self.join()  # the prepare thread imported mlflow and requests inside the block
+
+threading.Thread.start = start_inside_anothers_block
+mirror.Mirror("race", tracking_uri=sys.argv[1]).prepare(wait=False)
+threading.Thread.start = start
+try:  # requests.adapters' import of its SOCKS support, had it come after the block's exit
+    import urllib3.contrib.socks  # noqa: F401
+except ImportError:
+    pass
+"""
+
+
+@pytest.mark.parametrize("guard", ["guarded", "unguarded"])
+def test_the_prepare_thread_puts_no_stray_import_warning_on_stderr(tmp_path, guard):
+    """A flaky CLI failure: urllib3's SOCKS DependencyWarning printed before the one-line error.
+
+    The unguarded run is the reference: the same interleaving prints it without the filter."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = subprocess.run(
+        [sys.executable, "-c", RACE, uri, guard], capture_output=True, text=True, check=True
+    )
+    assert ("DependencyWarning" in run.stderr) == (guard == "unguarded"), run.stderr
+
+
 def test_the_experiment_is_a_model_training_experiment(uri):
     """MLflow 3 reads ``mlflow.experimentKind``; a kind the user chose in the UI is kept."""
     client = mlflow.MlflowClient(uri)
