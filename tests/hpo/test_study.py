@@ -8,6 +8,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -274,6 +275,22 @@ def test_a_survey_draws_round_one_from_the_hard_limits_and_narrows_from_the_star
     assert result.best_params["lr"] > 1e-2
     off = make(tmp_path / "off", objectives.far_bowl, space, rounds=1, trials=12).run().trials
     assert off["explore"].sum() == 2 and off[~off["explore"]]["params_lr"].between(1e-6, 1e-2).all()
+
+
+def test_a_study_that_ends_after_its_survey_writes_its_figures_without_a_warning(tmp_path):
+    """Round 1 (a survey) holds exploration trials only, whose markers carry no legend label:
+    matplotlib's "No artists with labels" UserWarning reached stderr at the study's end."""
+    stop = StopPolicy(when_unchanged=False, target=-1e9)  # the first trial reaches it
+    study = make(
+        tmp_path, objectives.bowl, rounds=2, trials=6, seed=1, workers=1, stop=stop, sampler="tpe"
+    )  # the default: its round 1 is a survey
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = study.run()
+    assert result.status.startswith("stopped: target")
+    scored = result.trials[result.trials["status"] == "finished"]
+    assert len(scored) >= 1 and scored["explore"].all()  # survey trials alone: no round label
+    assert (tmp_path / "runs" / "t" / "scores.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("seed", [2, 13, 16])
