@@ -171,6 +171,7 @@ stop = StopPolicy(when_unchanged=False, time_budget=2)
 r = Study("stepped", space, bowl, rounds=2, trials=6, seed=1, workers=1, out=out,
           tracking=False, storage=str(out / "stepped.journal"), stop=stop).run()
 print(r.status)
+print(len(r.rounds))
 """
 
 
@@ -178,4 +179,7 @@ def test_workers_past_their_deadline_are_no_stall_the_time_budget_ends_the_study
     # workers stop claiming at their deadline (wall clock); the driver stops at its own clock:
     # passes in between take no trial by the workers' own rule, which is not a fault
     code = _python(STEPPED, tmp_path)
-    assert code.stdout.strip().split("\n")[-1].startswith("stopped: time budget")
+    status, rounds = code.stdout.strip().split("\n")[-2:]
+    if rounds != "2":  # the case is round 2's; the 2 s budget keeps its wait for the driver short
+        pytest.skip("round 1 outlasted the 2 s time budget on this machine: round 2 never began")
+    assert status.startswith("stopped: time budget")
