@@ -24,6 +24,7 @@ import pandas as pd
 from hpo.budget import Budget, stop_claiming
 from hpo.confirm import candidates, confirm_name, fragility
 from hpo.distributed import wait_for_round
+from hpo.evidence import clear_lead
 from hpo.liveness import fail_orphans
 from hpo.narrowing import converged, narrow
 from hpo.queue import RoundStudy, counts, fill_candidates, replace_failed
@@ -35,6 +36,8 @@ from hpo.records import (
     TrialStatus,
     best_of,
     learning_since,
+    oriented,
+    ranked,
     to_json,
 )
 from hpo.result import Interrupted, StudyError, load_result
@@ -130,6 +133,7 @@ class Driver:
             raise StudyError(self.all_failed_message(k, frame))
         if k >= s.rounds:
             return "finished"
+        lead = clear_lead(oriented(ranked(trials, s.direction), s.direction))
         new_space, changes = narrow(
             record.space,
             imported(self.storage, s.name, frame, k),  # round 1: with a warm start's trials
@@ -137,6 +141,7 @@ class Driver:
             policy=s.narrowing,
             incumbent=best.params if best is not None else None,
             history=[r.changes for r in self.rounds()],
+            final=k + 1 == s.rounds and lead,  # the last round refines a clear lead
         )
         why = self.should_stop(k, changes, trials)
         if why:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NumericEvidence",
+    "clear_lead",
     "WIDEN_MIN_TRIALS",
     "Tested",
     "holm_levels",
@@ -153,6 +154,17 @@ def clear_of_noise(score: np.ndarray) -> np.ndarray:
     centre only if it is one of them (hpo.explore), not a noise winner that ranks next to them."""
     median, noise = noise_floor(score)
     return score > median + 3 * noise
+
+
+def clear_lead(score: np.ndarray) -> bool:
+    """Whether the best of a study's scores so far (oriented: higher is better) stands clear of
+    their noise (:func:`clear_of_noise`): a lead worth refining in the last round rather than
+    widening away from (hpo.narrowing)."""
+    score = np.asarray(score, dtype=float)
+    score = score[np.isfinite(score)]
+    if len(score) < 4:
+        return False
+    return bool(clear_of_noise(score)[int(np.argmax(score))])
 
 
 STANDOUT = 4.0  # robust sds above the round's median (pure Gaussian noise, 30 trials: 2% of rounds)

@@ -30,7 +30,9 @@ researcher would, on evidence judged against the round's noise (:mod:`hpo.eviden
   near early winners, which the tests would read as evidence. The round after it learns from
   the survey only when a trial stood out (``Change.surveyed``), as after a widening.
 - A round whose best trial stands far out of its noise does not widen: that lead is refined
-  where it is (the ranges stretch to keep it, as they keep any best trial so far).
+  where it is (the ranges stretch to keep it, as they keep any best trial so far). Nor does the
+  round before the last when the best trial so far stands clear of the study's noise (``final``):
+  no round would follow a widening to narrow it again, so that lead is refined instead.
 """
 
 from __future__ import annotations
@@ -127,13 +129,16 @@ def narrow(
     policy: NarrowingPolicy = NarrowingPolicy(),  # noqa: B008 (frozen, so sharing it is safe)
     incumbent: Mapping[str, Any] | None = None,
     history: Sequence[Mapping[str, Change]] = (),
+    final: bool = False,
 ) -> tuple[SearchSpace, dict[str, Change]]:
     """The next round's space, narrowed (or moved) around the best finished trials.
 
     ``trials`` has columns ``value``, ``state`` (Optuna state names) and ``params_<name>``, as
     ``optuna.Study.trials_dataframe()`` gives. Only COMPLETE trials with a finite value count.
     ``incumbent``: the best parameters so far, kept inside the new ranges; ``history``: the
-    changes of the earlier rounds, oldest first (a climb that goes on takes larger steps).
+    changes of the earlier rounds, oldest first (a climb that goes on takes larger steps);
+    ``final``: the next round is the last and the best trial so far stands clear of the study's
+    noise (:func:`hpo.evidence.clear_lead`): the ranges do not widen.
     """
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"direction must be 'maximize' or 'minimize', but got {direction!r}")
@@ -171,7 +176,7 @@ def narrow(
     changes = unbracketed(changes)  # no choice dropped while a range moves past an edge
     standout = n >= policy.min_trials and stands_out(score)
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
-        changes = {name: _widen(c, why, standout) for name, c in changes.items()}
+        changes = {name: _widen(c, why, standout, final) for name, c in changes.items()}
     changes = {name: _holding(c, incumbent.get(name, NONE)) for name, c in changes.items()}
     # a signal (what a model-based sampler may learn from, hpo.records.RoundRecord.learns):
     # the parameter's own test passes at alpha before Holm's correction, or a trial stands far
@@ -286,14 +291,20 @@ def _past_edges(change: Change, climbs) -> Change:
     return change
 
 
-def _widen(change: Change, why: str, lead: bool = False) -> Change:
+def _widen(change: Change, why: str, lead: bool = False, final: bool = False) -> Change:
     """No parameter shows evidence: the range may be wrong. One width more on each side, unless
-    the round's best trial stands far out of its noise (``lead``): it is refined where it is."""
+    the round's best trial stands far out of its noise (``lead``), or the next round is the last
+    and the best trial so far stands clear of the study's noise (``final``): it is refined."""
     param = change.old
     if isinstance(param, Categorical) or change.reason != "kept":
         return change
-    if lead:
-        note = "not widened: the round's best trial stands far out of its noise"
+    if lead or final:
+        note = (
+            "not widened: the round's best trial stands far out of its noise"
+            if lead
+            else "not widened: the next round is the last, and the best trial so far stands "
+            "clear of the study's noise (no round would follow to narrow a widening)"
+        )
         return dataclasses.replace(change, detail=f"{change.detail}; {why}, but {note}")
     if not param.log and param.limits is None:
         return change  # no hard limit to widen toward, and no natural domain bound

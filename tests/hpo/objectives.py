@@ -18,6 +18,11 @@ def far_bowl(params):
     return -((math.log10(params["lr"]) + 1) ** 2)
 
 
+def needle(params):
+    """A narrow peak (1.0) at lr = 1e-3, 0.1 decade wide: most trials score about 0."""
+    return math.exp(-(((math.log10(params["lr"]) + 3) / 0.1) ** 2))
+
+
 def quick(params):
     return -abs(math.log10(params["lr"]) + 3)
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hpo.evidence import WIDEN_MIN_TRIALS
+from hpo.evidence import WIDEN_MIN_TRIALS, clear_lead
 from hpo.narrowing import Change, NarrowingPolicy, converged, narrow, relative_change
 from hpo.space import Categorical, IntRange, LogUniform, SearchSpace, Uniform
 
@@ -226,6 +226,37 @@ def test_a_trial_far_out_of_the_noise_is_refined_where_it_is_not_widened_away():
     assert not changes["lr"].widened and new["lr"].low == 1e-6 and new["lr"].contains(lr[out])
 
 
+def test_the_round_before_the_last_refines_a_clear_lead_instead_of_widening():
+    """The ranges would widen (nothing shows evidence, the ranges' trials score no better than the
+    exploration trials), but the next round is the last and the study holds a lead clear of its
+    noise (``final``): nothing widens, the reason says why, and the lead stays inside."""
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 1e2)))
+    rng = np.random.default_rng(3)
+    value = rng.uniform(size=30)
+    explore = np.zeros(30, dtype=bool)
+    explore[np.argsort(value)[:-1][::5]] = True
+    lr = np.where(explore, 10 ** rng.uniform(-8, 2, 30), 10 ** rng.uniform(-6, -2, 30))
+    trials = pd.DataFrame(
+        {"value": value, "state": "COMPLETE", "params_lr": lr, "explore": explore}
+    )
+    lead = {"lr": 3e-7}  # an earlier round's best trial, outside the round's range
+    assert narrow(space, trials, incumbent=lead)[1]["lr"].widened  # not the last: it widens
+    new, changes = narrow(space, trials, incumbent=lead, final=True)
+    c = changes["lr"]
+    assert not c.widened and "score no better than the hard limits" in c.detail
+    assert "not widened: the next round is the last" in c.detail
+    assert new["lr"].high == 1e-2 and new["lr"].low == 3e-7  # kept, stretched to keep the lead
+
+
+def test_a_lead_is_clear_when_it_stands_three_robust_sds_above_the_median():
+    assert clear_lead(np.array([0.1, 0.2, 0.15, 0.12, 0.9]))
+    # median 0.25, robust sd 1.4826 x 0.1: 0.4 lies within 3 of them
+    assert not clear_lead(np.array([0.1, 0.2, 0.3, 0.4]))
+    assert not clear_lead(np.array([0.1, 5.0, 0.2]))  # too few scores to judge
+    assert clear_lead(np.array([0.0] * 10 + [0.01]))  # noise-free: above the median is clear
+    assert not clear_lead(np.array([np.nan, 0.1, 0.2, 0.3, 0.4]))
+
+
 def test_a_survey_round_narrows_nothing_but_keeps_the_best_trial():
     """A round of exploration trials alone (round 1 drawn from the hard limits, ``survey``): a
     clear optimum in its trials narrows nothing, nothing widens, no choice is dropped, and the
@@ -383,13 +414,20 @@ def test_narrowed_range_is_valid_property(param, data, direction):
     rows = data.draw(st.lists(st.tuples(xs, score, state), min_size=0, max_size=25))
     trials = pd.DataFrame(rows, columns=["params_p", "value", "state"])
     incumbent = data.draw(st.one_of(st.none(), xs))  # the best so far, from an earlier round
+    if data.draw(st.booleans()):  # some trials drawn from the hard limits: widening is possible
+        trials["explore"] = data.draw(
+            st.lists(st.booleans(), min_size=len(rows), max_size=len(rows))
+        )
+    final = data.draw(st.booleans())  # the next round is the last, with a clear lead
     new_space, changes = narrow(
         SearchSpace(p=param),
         trials,
         direction=direction,
         incumbent=None if incumbent is None else {"p": incumbent},
+        final=final,
     )
     new = new_space["p"]
+    assert not (final and changes["p"].widened), changes["p"].detail
     if incumbent is not None:
         assert new.contains(incumbent), (param, incumbent, changes["p"].detail)
     if changes["p"].reason != "kept":  # nothing narrows without its stated evidence

@@ -258,6 +258,29 @@ def test_a_share_of_every_round_explores_the_hard_limits(tmp_path):
     assert result.best_params["lr"] > 1e-2  # found past the misleading start
 
 
+def test_only_the_round_before_the_last_may_refine_a_clear_lead_instead_of_widening(
+    tmp_path, monkeypatch
+):
+    """The driver tells narrowing ``final`` (hpo.narrowing: no widening) after the round before the
+    last alone, and then only when the study's best score so far stands clear of its noise."""
+    from hpo import driver
+    from hpo.evidence import clear_lead
+
+    seen, real = [], driver.narrow
+    monkeypatch.setattr(
+        driver, "narrow", lambda *a, **kw: seen.append(kw["final"]) or real(*a, **kw)
+    )
+    result = make(tmp_path, objectives.needle, rounds=3, trials=12, workers=1).run()
+    t = result.trials
+    done = t[(t["round"] <= 2) & (t["status"] == "finished")]
+    assert seen == [False, clear_lead(done["value"].to_numpy())] and seen[1], seen
+    seen.clear()
+    result = make(tmp_path / "b", objectives.bowl, rounds=3, trials=12, workers=1).run()
+    t = result.trials
+    done = t[(t["round"] <= 2) & (t["status"] == "finished")]
+    assert seen == [False, clear_lead(done["value"].to_numpy())] and not seen[1], seen
+
+
 def test_a_survey_draws_round_one_from_the_hard_limits_and_narrows_from_the_start(tmp_path):
     """The default (survey=1.0): every trial of round 1 is an exploration trial over the hard
     limits; round 2 samples the starting ranges, stretched to keep the best trial, with its
