@@ -152,6 +152,8 @@ def clear_of_noise(score: np.ndarray) -> np.ndarray:
     """Which scores stand clearly above the noise floor (median + 3 robust sd). When some do, the
     best trials are taken among them (hpo.narrowing) and another choice's best trial is a local
     centre only if it is one of them (hpo.explore), not a noise winner that ranks next to them."""
+    if not len(score):  # nothing scored yet (a resumed round 1): no numpy warning
+        return np.zeros(0, dtype=bool)
     median, noise = noise_floor(score)
     return score > median + 3 * noise
 

@@ -5,6 +5,7 @@ local trials also centre on another choice's best trial when it ranks high (riva
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -182,3 +183,15 @@ def test_a_study_refines_another_choices_region_with_local_trials(tmp_path):
     near_adam = local[(np.log10(local["params_lr"]) - math.log10(adam["params_lr"])).abs() < 0.5]
     near_sgd = local[(np.log10(local["params_lr"]) + 2).abs() < 1.0]
     assert len(near_adam) >= 3 and len(near_sgd) >= 3
+
+
+def test_no_scored_trial_before_the_round_gives_no_centre_and_no_warning():
+    """A round resumed before any earlier round scored (``before=1``: a resumed round 1), or only
+    failed trials: no centre, and no numpy 'Mean of empty slice' warning on the user's stderr."""
+    space = SearchSpace(opt=Categorical(("sgd", "adam")), lr=LogUniform(1e-5, 1.0))
+    trials = _frame(["sgd", "adam"], [1e-2, 1e-3], [0.9, 0.8])
+    best = {"opt": "sgd", "lr": 1e-2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rival_centres(trials, space, best, "maximize", before=1) == ()
+        assert rival_centres(_frame(["sgd"], [1e-2], [0.9], "FAIL"), space, best, "maximize") == ()
