@@ -133,7 +133,6 @@ class Driver:
             raise StudyError(self.all_failed_message(k, frame))
         if k >= s.rounds:
             return "finished"
-        lead = clear_lead(oriented(ranked(trials, s.direction), s.direction))
         new_space, changes = narrow(
             record.space,
             imported(self.storage, s.name, frame, k),  # round 1: with a warm start's trials
@@ -141,7 +140,9 @@ class Driver:
             policy=s.narrowing,
             incumbent=best.params if best is not None else None,
             history=[r.changes for r in self.rounds()],
-            final=k + 1 == s.rounds and lead,  # the last round refines a clear lead
+            # the last round refines a clear lead (judged only for it)
+            final=k + 1 == s.rounds
+            and clear_lead(oriented(ranked(trials, s.direction), s.direction)),
         )
         why = self.should_stop(k, changes, trials)
         if why:

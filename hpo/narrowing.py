@@ -176,7 +176,15 @@ def narrow(
     changes = unbracketed(changes)  # no choice dropped while a range moves past an edge
     standout = n >= policy.min_trials and stands_out(score)
     if evidence and not any(evidence.values()) and (why := ranges_no_better(scored, score, policy)):
-        changes = {name: _widen(c, why, standout, final) for name, c in changes.items()}
+        hold = (  # why a lead is refined rather than widened away from ('' : widen)
+            "the round's best trial stands far out of its noise"
+            if standout
+            else "the next round is the last, and the best trial so far stands clear of the "
+            "study's noise (no round would follow to narrow a widening)"
+            if final
+            else ""
+        )
+        changes = {name: _widen(c, why, hold) for name, c in changes.items()}
     changes = {name: _holding(c, incumbent.get(name, NONE)) for name, c in changes.items()}
     # a signal (what a model-based sampler may learn from, hpo.records.RoundRecord.learns):
     # the parameter's own test passes at alpha before Holm's correction, or a trial stands far
@@ -291,21 +299,16 @@ def _past_edges(change: Change, climbs) -> Change:
     return change
 
 
-def _widen(change: Change, why: str, lead: bool = False, final: bool = False) -> Change:
+def _widen(change: Change, why: str, hold: str = "") -> Change:
     """No parameter shows evidence: the range may be wrong. One width more on each side, unless
-    the round's best trial stands far out of its noise (``lead``), or the next round is the last
-    and the best trial so far stands clear of the study's noise (``final``): it is refined."""
+    a lead is to be refined where it is (``hold``: why)."""
     param = change.old
     if isinstance(param, Categorical) or change.reason != "kept":
         return change
-    if lead or final:
-        note = (
-            "not widened: the round's best trial stands far out of its noise"
-            if lead
-            else "not widened: the next round is the last, and the best trial so far stands "
-            "clear of the study's noise (no round would follow to narrow a widening)"
+    if hold:
+        return dataclasses.replace(
+            change, detail=f"{change.detail}; {why}, but not widened: {hold}"
         )
-        return dataclasses.replace(change, detail=f"{change.detail}; {why}, but {note}")
     if not param.log and param.limits is None:
         return change  # no hard limit to widen toward, and no natural domain bound
     lo, hi, fwd, back, lim_lo, lim_hi = scale(param)

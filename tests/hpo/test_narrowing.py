@@ -248,6 +248,28 @@ def test_the_round_before_the_last_refines_a_clear_lead_instead_of_widening():
     assert new["lr"].high == 1e-2 and new["lr"].low == 3e-7  # kept, stretched to keep the lead
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(10, 40))
+def test_final_only_keeps_what_would_widen_property(seed, n):
+    """Noise rounds with exploration trials from the hard limits (most of them widen): with
+    ``final`` a round that would widen keeps its ranges and says why; one that would not is
+    unchanged by ``final``."""
+    space = SearchSpace(lr=LogUniform(1e-6, 1e-2, limits=(1e-8, 1e2)), y=Uniform(0.0, 1.0))
+    rng = np.random.default_rng(seed)
+    explore = rng.random(n) < 0.3
+    lr = np.where(explore, 10 ** rng.uniform(-8, 2, n), 10 ** rng.uniform(-6, -2, n))
+    cols = {"params_lr": lr, "params_y": rng.uniform(size=n), "explore": explore}
+    trials = pd.DataFrame({"value": rng.normal(size=n), "state": "COMPLETE", **cols})
+    wide, wide_changes = narrow(space, trials)
+    kept, kept_changes = narrow(space, trials, final=True)
+    if not any(c.widened for c in wide_changes.values()):
+        assert kept == wide
+        return
+    assert not any(c.widened for c in kept_changes.values())
+    assert kept["lr"] == space["lr"] and wide["lr"].low < space["lr"].low
+    assert "not widened: the next round is the last" in kept_changes["lr"].detail
+
+
 def test_a_lead_is_clear_when_it_stands_three_robust_sds_above_the_median():
     assert clear_lead(np.array([0.1, 0.2, 0.15, 0.12, 0.9]))
     # median 0.25, robust sd 1.4826 x 0.1: 0.4 lies within 3 of them
